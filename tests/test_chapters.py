@@ -26,6 +26,7 @@ def test_chapter_executes(name, tmp_path):
     except PapermillExecutionError as e:
         pytest.fail(f"{name}: cell {e.exec_count} raised {e.ename}: {e.evalue}\n\n" + "\n".join(e.traceback), pytrace=False)
     print(f"{name}: {rec['seconds']} s, {len(rec['claims'])} claims")
+    assert not rec["warnings"], f"{name} prints raw warnings that would show in the book: {rec['warnings']}"
     if not name.startswith("core/"):
         assert rec["claims"], f"chapter {name} recorded no claim in the ledger"
         unknown = {c["paper"] for c in rec["claims"]} - _known_titles()

@@ -92,7 +92,9 @@ def execute(name: str, out: Path, parameters: dict | None = None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     record_file = out.with_suffix(".claims.json")
     record_file.unlink(missing_ok=True)
-    os.environ.update(RECIPES_RECORDS=str(record_file), OMP_NUM_THREADS="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    # tqdm.auto warns in any kernel without ipywidgets (transformers and datasets import it); the book shows no such noise
+    os.environ.update(RECIPES_RECORDS=str(record_file), OMP_NUM_THREADS="1", PYDEVD_DISABLE_FILE_VALIDATION="1",
+                      PYTHONWARNINGS="ignore::tqdm.TqdmWarning")
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(NBS / f"{name}.ipynb"), str(out), parameters=parameters or {},
@@ -102,7 +104,16 @@ def execute(name: str, out: Path, parameters: dict | None = None) -> dict:
         if out.exists():
             _tidy(out)
     claims = json.loads(record_file.read_text())["claims"] if record_file.exists() else []
-    return {"chapter": name, "title": chapter_title(name), "seconds": seconds, "claims": claims}
+    return {"chapter": name, "title": chapter_title(name), "seconds": seconds, "claims": claims,
+            "warnings": raw_warnings(out)}
+
+
+def raw_warnings(executed: Path) -> list[str]:
+    "Warnings an executed notebook printed to stderr: they would show raw in the book."
+    nb = json.loads(executed.read_text())
+    return [o.get("text", "")[:300] if isinstance(o.get("text"), str) else "".join(o.get("text", []))[:300]
+            for c in nb["cells"] for o in c.get("outputs", [])
+            if o.get("name") == "stderr" and "Warning" in (o["text"] if isinstance(o.get("text"), str) else "".join(o.get("text", [])))]
 
 
 def chapter_title(name: str) -> str:
