@@ -174,6 +174,11 @@ def _status_mark(s: str) -> str:
     return {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced", "mechanism-only": "⚙️ mechanism-only"}.get(s, s)
 
 
+def _md(text: str) -> str:
+    "Escape the characters that would turn a title into emphasis or break a table cell."
+    return re.sub(r"([*_|\[\]])", r"\\\1", text)
+
+
 def _link(chapter: str) -> str:
     return f"chapters/{chapter}.ipynb"
 
@@ -194,7 +199,7 @@ def pages() -> None:
     for r in recs:
         for c in r["claims"]:
             effect = f"{c['mean']:+.3g} ± {c['sd']:.2g} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}], n={len(c['effects'])}"
-            rows.append(f"| [{r['title']}]({_link(r['chapter'])}) | *{c['paper']}* | {c['statement']} ({c['metric']}) | "
+            rows.append(f"| [{r['title']}]({_link(r['chapter'])}) | *{_md(c['paper'])}* | {_md(c['statement'])} ({_md(c['metric'])}) | "
                         f"{effect} | {c['comparator']} {c['margin']:g} | {_status_mark(c['status'])} | {r['seconds']} |")
     t = ledger["totals"]
     (BOOK / "reproductions.md").write_text(
@@ -242,9 +247,18 @@ def pages() -> None:
                 status = f"reading list: {p['reading_list_reason']}"
             else:
                 status = "planned"
-            lines.append(f"| {p['title']} | {p['tier']} | {status} |")
+            lines.append(f"| {_md(p['title'])} | {p['tier']} | {status} |")
         lines.append("")
-    (BOOK / "coverage.md").write_text("\n".join(lines))
+    with open(FOUNDATIONS, newline="") as f:
+        foundations = list(csv.DictReader(f))
+    lines += ["## Foundations", "", "Classic papers that later chapters build on; they are not in the catalog.", "",
+              "| Paper | Year | Status |", "|---|---|---|"]
+    for p in foundations:
+        hits = by_paper.get(p["title"], [])
+        status = (f"[{hits[0][0]['title']}]({_link(hits[0][0]['chapter'])}): " + ", ".join(_status_mark(c["status"]) for _, c in hits)
+                  if hits else "planned")
+        lines.append(f"| [{_md(p['title'])}]({p['link']}) | {p['year']} | {status} |")
+    (BOOK / "coverage.md").write_text("\n".join(lines) + "\n")
 
 
 def summary() -> None:
