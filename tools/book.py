@@ -94,7 +94,7 @@ def execute(name: str, out: Path, parameters: dict | None = None) -> dict:
     record_file.unlink(missing_ok=True)
     # tqdm.auto warns in any kernel without ipywidgets (transformers and datasets import it); the book shows no such noise
     os.environ.update(RECIPES_RECORDS=str(record_file), OMP_NUM_THREADS="1", PYDEVD_DISABLE_FILE_VALIDATION="1",
-                      PYTHONWARNINGS="ignore::tqdm.TqdmWarning")
+                      PYTHONWARNINGS="ignore:IProgress not found")
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(NBS / f"{name}.ipynb"), str(out), parameters=parameters or {},
