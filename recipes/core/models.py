@@ -87,15 +87,21 @@ def count_parameters(model: nn.Module, # any module
 def sequence_nll(model: nn.Module, # a causal LM returning `.logits`
                  input_ids: torch.Tensor, # token ids, shape (batch, length)
                  mask: torch.Tensor | None = None, # 1 for tokens to score (defaults to all)
-                ) -> torch.Tensor: # mean NLL per sequence, shape (batch,)
-    "Mean next-token negative log-likelihood of each sequence, in nats per token."
+                 reduction: str = "mean", # "mean": nats per scored token; "sum": −log π(sequence)
+                ) -> torch.Tensor: # NLL per sequence, shape (batch,)
+    "Next-token negative log-likelihood of each sequence: per token (`mean`) or in total (`sum`)."
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if mask is not None and mask.shape != input_ids.shape:
+        raise ValueError(f"mask must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(mask.shape)}")
     logits = model(input_ids=input_ids).logits[:, :-1]
     targets = input_ids[:, 1:]
     nll = nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none").view(targets.shape)
     m = torch.ones_like(nll) if mask is None else mask[:, 1:].to(nll.dtype)
-    return (nll * m).sum(1) / m.sum(1).clamp_min(1)
+    total = (nll * m).sum(1)  # −Σ_t log p(y_t | y_<t) over scored tokens
+    return total if reduction == "sum" else total / m.sum(1).clamp_min(1)
 
 def lm_loss(model: nn.Module, batch) -> torch.Tensor:
     "The causal-LM training loss for `fit`: mean next-token NLL over a batch of token blocks."

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['Progress', 'progress', 'History', 'Callback', 'Evaluate', 'GradClip', 'Trainer', 'fit', 'Ensemble', 'EnsembleLoader']
+__all__ = ['Progress', 'progress', 'History', 'Callback', 'Evaluate', 'GradClip', 'Trainer', 'fit', 'Ensemble',
+           'member_cross_entropy', 'EnsembleLoader']
 
 # %% ../../nbs/core/train.ipynb #9405b2ac
 class Progress:
@@ -299,7 +300,17 @@ class Ensemble(nn.Module):
         model.load_state_dict({n: self.groups[g][i][s].detach().clone() for i, n in enumerate(self.names)})
         return model
 
-# %% ../../nbs/core/train.ipynb #4b418e4c
+# %% ../../nbs/core/train.ipynb #d113750a
+def member_cross_entropy(logits: torch.Tensor, # (members, batch, classes)
+                         labels: torch.Tensor, # (members, batch) integer labels
+                        ) -> torch.Tensor: # (members,) mean cross-entropy of each member
+    "Each ensemble member's mean cross-entropy on its own batch; `.sum()` it to train an `Ensemble`."
+    if logits.dim() != 3 or labels.shape != logits.shape[:2]:
+        raise ValueError(f"logits must be (members, batch, classes) and labels (members, batch); "
+                         f"got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    return nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(1)  # (1/B) Σ −log p_y
+
+# %% ../../nbs/core/train.ipynb #cbeb9c1e
 class EnsembleLoader:
     "Mini-batches for an `Ensemble`: each seed draws its own batch order, shared by its members in every group."
     def __init__(self,

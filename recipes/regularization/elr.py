@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.train import member_cross_entropy
+
 # %% auto #0
 __all__ = ['ELRLoss']
 
@@ -56,7 +58,7 @@ class ELRLoss(nn.Module):
             q = p / p.sum(-1, keepdim=True)  # renormalised after clamping
             self.target[rows, index] = self.beta * self.target[rows, index] + (1 - self.beta) * q  # t ← βt + (1−β)p
         t = self.target[rows, index]  # (M, B, C)
-        ce = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(1)  # (1/B) Σ −log p_{i,ỹ_i}
+        ce = member_cross_entropy(logits, labels)  # (1/B) Σ −log p_{i,ỹ_i}, per member
         reg = torch.log(1 - (t * p).sum(-1)).mean(1)  # (1/B) Σ log(1 − ⟨p_i, t_i⟩)
         per_member = ce + self.lam * reg  # (M,)
         metrics = {"ce": ce.detach(), "elr_reg": reg.detach()}
