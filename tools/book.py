@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse, csv, hashlib, json, os, re, sys, time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,6 +127,22 @@ def chapter_title(name: str) -> str:
     return name
 
 
+@contextmanager
+def _stderr_to(path: Path):
+    "Send this process's stderr, and so the kernel's log chatter, to `path` instead of the console."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, saved = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), os.dup(2)
+    sys.stderr.flush()
+    os.dup2(fd, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(fd)
+        os.close(saved)
+
+
 def _run_one(name: str, force: bool) -> tuple[str, str]:
     out = EXECUTED / f"{name}.ipynb"
     record_path = EXECUTED / f"{name}.record.json"
@@ -135,7 +152,8 @@ def _run_one(name: str, force: bool) -> tuple[str, str]:
         if old.get("fingerprint") == fp and not old.get("error"):
             return name, "unchanged, skipped"
     try:
-        rec = execute(name, out)
+        with _stderr_to(EXECUTED / f"{name}.kernel.log"):
+            rec = execute(name, out)
         rec["fingerprint"] = fp
         status = f"ok in {rec['seconds']} s"
     except Exception as e:  # record the failure; `run` exits non-zero
