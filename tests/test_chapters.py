@@ -2,7 +2,7 @@
 
 A failing cell fails its test with the cell's traceback; a claim whose outcome differs from
 what the chapter expected fails inside the notebook (`verify` asserts it)."""
-import csv
+import csv, re
 
 import pytest
 
@@ -24,7 +24,8 @@ def test_chapter_executes(name, tmp_path):
     try:
         rec = book.execute(name, tmp_path / f"{name}.ipynb")
     except PapermillExecutionError as e:
-        pytest.fail(f"{name}: cell {e.exec_count} raised {e.ename}: {e.evalue}\n\n" + "\n".join(e.traceback), pytrace=False)
+        trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(e.traceback))  # plain text for CI logs
+        pytest.fail(f"{name}: cell {e.exec_count} raised {e.ename}: {e.evalue}\n\n{trace}", pytrace=False)
     print(f"{name}: {rec['seconds']} s, {len(rec['claims'])} claims")
     assert not rec["warnings"], f"{name} prints raw warnings that would show in the book: {rec['warnings']}"
     if not name.startswith("core/"):

@@ -78,7 +78,7 @@ def pretrained(name: str, # a zoo entry, e.g. "tiny-lm"
                     os.remove(tmp)
     seed_everything(e.config.get("seed", 0))
     model = e.build(e.config)
-    missing, unexpected = load_model(model, path, strict=True)
+    load_model(model, path)  # strict: every tensor must match the freshly built model
     return model.eval()
 
 def pretrained_info(name: str) -> dict:
