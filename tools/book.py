@@ -225,7 +225,8 @@ def pages() -> None:
         "The effect is method minus baseline per seed; a claim is *reproduced* when its whole 95% interval "
         "clears the margin fixed before the run. Red rows are honest results, not bugs: each chapter says why.\n\n"
         f"**{t['claims']} claims in {t['chapters']} chapters: {t['reproduced']} reproduced, "
-        f"{t['not reproduced']} not reproduced, {t['mechanism-only']} mechanism-only.**\n\n" + "\n".join(rows) + "\n")
+        f"{t['not reproduced']} not reproduced, {t['mechanism-only']} mechanism-only.**\n\n"
+        + "::::{div} full-width\n" + "\n".join(rows) + "\n::::\n")
 
     trows = ["| Chapter | Seconds | Within 60 s |", "|---|---|---|"]
     for r in sorted(recs, key=lambda r: -(r["seconds"] or 0)):
