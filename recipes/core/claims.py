@@ -5,7 +5,7 @@
 # %% ../../nbs/core/claims.ipynb #3bcaa321
 from __future__ import annotations
 import json, os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np

@@ -8,7 +8,6 @@ import hashlib, importlib.util, os, sysconfig, tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from filelock import FileLock
 
 from .setup import cache_dir

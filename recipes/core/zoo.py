@@ -5,7 +5,7 @@
 # %% ../../nbs/core/zoo.ipynb #c8047bcd
 from __future__ import annotations
 import json, math, os, sys, tempfile, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
 

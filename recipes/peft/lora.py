@@ -4,7 +4,7 @@
 from __future__ import annotations
 import json, math, re
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
