@@ -163,6 +163,18 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, name)(self)
 
+    def closure(self, backward: bool = True):
+        "Evaluate the loss on the current batch (and its gradients unless `backward=False`)."
+        out = self.loss_fn(self.model, self.batch)
+        self.loss, self.metrics = out if isinstance(out, tuple) else (out, {})
+        self._hook("after_loss")
+        if backward:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.accelerator.backward(self.loss)
+            if self.clip_grad_norm is not None:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+        return self.loss
+
 def fit(model: nn.Module, # the model to train, in place
         loss_fn: Callable, # loss_fn(model, batch) -> loss, or (loss, metrics dict)
         train_data: Iterable, # a DataLoader, or any re-iterable of batches (one pass = one epoch)
@@ -189,6 +201,8 @@ def fit(model: nn.Module, # the model to train, in place
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if optimizer is None:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    # Optimizers that evaluate the loss themselves (line searches, zeroth-order methods) get a closure.
+    needs_closure = getattr(optimizer, "requires_closure", False)
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())  # CPU-only: gloo across processes
     is_loader = isinstance(train_data, torch.utils.data.DataLoader)
     if is_loader:
@@ -212,14 +226,12 @@ def fit(model: nn.Module, # the model to train, in place
         for batch in train_data:
             trainer.batch = batch if is_loader else send_to_device(batch, accelerator.device)
             trainer._hook("before_step")
-            out = loss_fn(model, trainer.batch)
-            trainer.loss, trainer.metrics = out if isinstance(out, tuple) else (out, {})
-            trainer._hook("after_loss")
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(trainer.loss)
-            if trainer.clip_grad_norm is not None:
-                accelerator.clip_grad_norm_(model.parameters(), trainer.clip_grad_norm)
-            optimizer.step()
+            if needs_closure:  # the optimizer decides when (and whether) to differentiate
+                returned = optimizer.step(trainer.closure)
+                trainer.loss = trainer.loss if returned is None else returned
+            else:
+                trainer.closure()
+                optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             trainer.step += 1
