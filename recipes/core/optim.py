@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['check_range', 'check_betas', 'Optimizer', 'optimizer_state_bytes', 'check_optimizer']
+__all__ = ['check_range', 'check_betas', 'Optimizer', 'optimizer_state_bytes', 'check_optimizer', 'Sweep', 'lr_sweep']
 
 # %% ../../nbs/core/optim.ipynb #bbafe0ca
 def check_range(name: str, # the argument's name, as the user wrote it
@@ -233,3 +233,64 @@ def check_optimizer(make: Callable[[list], torch.optim.Optimizer], # make(params
         pass
     else:
         raise AssertionError(f"{type(bad).__name__} accepted lr=-1.0")
+
+# %% ../../nbs/core/optim.ipynb #56a94124
+from dataclasses import dataclass
+import numpy as np
+
+@dataclass
+class Sweep:
+    "The result of `lr_sweep`: metrics per (learning rate, seed)."
+    lrs: list # the learning rates, length L
+    seeds: list # the seeds, length S
+    test_acc: np.ndarray # (L, S) final test accuracy
+    test_loss: np.ndarray # (L, S) final test cross-entropy
+    train_loss: np.ndarray # (L, S, T) training loss at every step
+    seconds: float # wall time of the sweep
+
+    def best(self, metric: str = "test_acc", higher_is_better: bool = True) -> tuple[int, np.ndarray]:
+        "Index of the learning rate with the best seed-mean `metric`, and that row's per-seed values."
+        values = getattr(self, metric)
+        means = values.mean(1) if values.ndim == 2 else values[..., -1].mean(1)
+        i = int(np.argmax(means) if higher_is_better else np.argmin(means))
+        return i, (values[i] if values.ndim == 2 else values[i, :, -1])
+
+def lr_sweep(make_optimizer: Callable[[list], torch.optim.Optimizer], # make_optimizer(param_groups) -> optimizer; each group carries its lr
+             lrs: Iterable[float], # learning rates to try
+             seeds: Iterable[int], # initialization and batch-order seeds
+             epochs: int = 10, # passes over the 1,438 training digits
+             batch_size: int = 64, # mini-batch size
+             hidden: int = 64, # width of the MLP's two hidden layers
+             vectorized: bool = True, # one Ensemble for everything (exact for elementwise optimizers only)
+             desc: str = "lr sweep", # progress label
+            ) -> Sweep:
+    "Train a digits MLP for each (learning rate, seed) pair and return their metrics."
+    import time
+    from recipes.core.data import load_digits_split
+    from recipes.core.models import MLP
+    from recipes.core.train import Ensemble, EnsembleLoader, fit, member_cross_entropy, progress
+    lrs, seeds = [check_range("lrs", lr, 0.0, low_open=True) for lr in lrs], list(seeds)
+    if not lrs or not seeds:
+        raise ValueError(f"need at least one learning rate and one seed, got lrs={lrs}, seeds={seeds}")
+    d, t0 = load_digits_split(), time.perf_counter()
+
+    def run(run_lrs, run_seeds, label):
+        ens = Ensemble(lambda: MLP(64, hidden, 10), run_seeds, groups=len(run_lrs))
+        loader = EnsembleLoader({"x": d.x_train, "y": d.y_train}, batch_size, run_seeds, groups=len(run_lrs))
+        def loss_fn(model, batch):
+            per_member = member_cross_entropy(model(batch["x"]), batch["y"])
+            return per_member.sum(), {"member_loss": per_member.detach()}  # a sum: members stay independent
+        hist = fit(ens, loss_fn, loader, make_optimizer(ens.param_groups(run_lrs)), epochs=epochs,
+                   progress=vectorized, desc=label)
+        with torch.no_grad():
+            logits = ens(d.x_test.expand(ens.size, *d.x_test.shape))
+        acc = (logits.argmax(-1) == d.y_test).float().mean(1)
+        loss = member_cross_entropy(logits, d.y_test.expand(ens.size, -1))
+        return ens.grid(acc), ens.grid(loss), ens.grid(hist["member_loss"].reshape(-1, ens.size).T)  # (groups, seeds, ...)
+
+    if vectorized:
+        acc, loss, curves = run(lrs, seeds, f"{desc}: {len(lrs)} lrs x {len(seeds)} seeds")
+    else:
+        runs = [[run([lr], [s], desc) for s in seeds] for lr in progress(lrs, desc)]
+        acc, loss, curves = (np.array([[r[k][0, 0] for r in row] for row in runs]) for k in range(3))
+    return Sweep(lrs, seeds, np.asarray(acc), np.asarray(loss), np.asarray(curves), time.perf_counter() - t0)
