@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install export zoo book test clean
+.PHONY: install export zoo book test bench clean
 
 # MathJax 3 from the npm registry, so the book's formulas render offline (never committed).
 MATHJAX := book/_mathjax/mathjax/es5/tex-mml-chtml.js
@@ -48,5 +48,10 @@ book: zoo $(MATHJAX)
 test: zoo
 	$(PY) -m pytest -n $(JOBS) --durations=15 tests
 
+# Step time of every optimizer against its reference (a measurement, not a test): bench.json, rendered
+# by the book's Benchmarks page at the next `make book`.
+bench: export
+	$(PY) tools/bench.py
+
 clean:
-	rm -rf book/_build book/chapters book/_mathjax book/reproductions.md book/coverage.md book/timing.md
+	rm -rf book/_build book/chapters book/_mathjax book/reproductions.md book/coverage.md book/timing.md book/benchmarks.md

@@ -52,7 +52,7 @@ def test_toc_lists_every_chapter():
     assert listed == set(book.chapters()), f"_toc.yml and nbs/ disagree: {listed ^ set(book.chapters())}"
     for f in files:
         if not f.startswith("chapters/"):
-            assert (ROOT / "book" / f"{f}.md").exists() or f in ("reproductions", "coverage", "timing"), f
+            assert (ROOT / "book" / f"{f}.md").exists() or f in ("reproductions", "coverage", "timing", "benchmarks"), f
 
 
 def test_export_is_in_sync(tmp_path):

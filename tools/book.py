@@ -278,6 +278,42 @@ def pages() -> None:
                   if hits else "planned")
         lines.append(f"| [{_md(p['title'])}]({p['link']}) | {p['year']} | {status} |")
     (BOOK / "coverage.md").write_text("\n".join(lines) + "\n")
+    benchmarks_page()
+
+
+BENCH = ROOT / "bench.json"
+
+
+def _bytes(n) -> str:
+    return "" if n is None else f"{n / 2**20:.1f} MiB"
+
+
+def benchmarks_page() -> None:
+    "book/benchmarks.md from bench.json (written by `make bench`)."
+    head = ("# Benchmarks\n\nOne optimizer step of each of the book's optimizers against a well-kept reference "
+            "implementation of the same rule, on the same parameters and gradients, timed in interleaved rounds "
+            "(median). `make bench` refreshes it; it is a measurement, not a test.\n\n")
+    if not BENCH.exists():
+        (BOOK / "benchmarks.md").write_text(head + "*No measurements yet: run `make bench`.*\n")
+        return
+    b = json.loads(BENCH.read_text())
+    tgt = b["targets"]
+    rows = ["| Parameters | Optimizer | Ours (ms) | Reference | Reference (ms) | Ratio | vs AdamW foreach | "
+            "State, ours | State, reference |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in b["rows"]:
+        ratio = r.get("ratio")
+        mark = "" if ratio is None else (f"{ratio:.2f}" if ratio <= tgt["ratio"] else f"**{ratio:.2f}**")
+        vs = r.get("ratio_vs_adamw")
+        vs_mark = "" if vs is None else (f"{vs:.2f}" if vs <= tgt["ratio_vs_adamw"] else f"**{vs:.2f}**")
+        ref_ms = "" if ratio is None else f"{r['reference_ms']:.2f}"
+        rows.append(f"| {r['params']} ({r['numel'] / 1e6:.1f}M) | {r['optimizer']} | {r['ours_ms']:.2f} | "
+                    f"`{r.get('reference') or '-'}` | {ref_ms} | {mark} | {vs_mark} | "
+                    f"{_bytes(r['ours_state_bytes'])} | {_bytes(r.get('reference_state_bytes'))} |")
+    (BOOK / "benchmarks.md").write_text(
+        head + f"Measured {b['created']} with torch {b['torch']} on {b['threads']} thread(s), {b['machine']}, "
+        f"{b['repeats']} timed steps each. Targets: ratio at most {tgt['ratio']} against the reference, and at most "
+        f"{tgt['ratio_vs_adamw']} against `torch.optim.AdamW(foreach=True)` for the Adam family; a bold ratio "
+        "misses its target, and the optimizer's chapter says why.\n\n::::{div} full-width\n" + "\n".join(rows) + "\n::::\n")
 
 
 def summary() -> None:

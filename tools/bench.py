@@ -1,0 +1,114 @@
+"""Step-time benchmark: each optimizer against its reference, on the same parameters and gradients.
+
+    python tools/bench.py [--repeats N] [--out bench.json] [NAME ...]
+
+For every row of tools/optimizer_cases.py it times one `step()` of ours and of the reference (the
+median of `repeats` steps after warm-up) on two parameter sets: the zoo's tiny LM (1.1M parameters,
+built from its config: no training needed) and a 10M-parameter stack of linears. It records the
+ratio ours/reference and the optimizer-state bytes of both; Adam-family rows are also timed
+against `torch.optim.AdamW(foreach=True)`. `tools/book.py pages` renders the JSON as a book page.
+"""
+from __future__ import annotations
+
+import argparse, json, os, platform, statistics, sys, time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from optimizer_cases import CASES, Case  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench.json"
+
+
+def parameter_sets() -> dict[str, list[nn.Parameter]]:
+    "Named parameter lists with fixed random gradients."
+    from recipes.core.zoo import TINY_LM
+    torch.manual_seed(0)
+    sets = {"tiny-lm": list(TINY_LM.build(TINY_LM.config).parameters()),
+            "10M linears": list(nn.Sequential(*[nn.Linear(1000, 1000) for _ in range(10)]).parameters())}
+    for params in sets.values():
+        for p in params:
+            p.grad = torch.randn_like(p) * 1e-2
+    return sets
+
+
+def _clone(params):
+    out = [nn.Parameter(p.detach().clone()) for p in params]
+    for p, q in zip(out, params):
+        p.grad = q.grad.clone()
+    return out
+
+
+def time_steps(makers: dict, params, repeats: int) -> dict[str, tuple[float, int]]:
+    "Median seconds per step and state bytes for each maker, timed in interleaved rounds (fair under load)."
+    from recipes.core.optim import optimizer_state_bytes
+    runs = {}
+    for name, make in makers.items():
+        opt = make(_clone(params))
+        closure = (lambda backward=True: torch.tensor(0.0)) if getattr(opt, "requires_closure", False) else None
+        runs[name] = (opt, closure, [])
+    def step(opt, closure):
+        opt.step(closure) if closure else opt.step()
+    for _ in range(3):  # warm-up, and the state exists
+        for opt, closure, _ in runs.values():
+            step(opt, closure)
+    for _ in range(repeats):
+        for opt, closure, times in runs.values():
+            t = time.perf_counter()
+            step(opt, closure)
+            times.append(time.perf_counter() - t)
+    return {name: (statistics.median(times), optimizer_state_bytes(opt)) for name, (opt, _, times) in runs.items()}
+
+
+def bench(cases: list[Case], repeats: int) -> dict:
+    rows = []
+    for set_name, params in parameter_sets().items():
+        n = sum(p.numel() for p in params)
+        for case in cases:
+            lr = case.kwargs.get("lr", 1e-3)
+            makers = {"ours": case.make}
+            if case.reference:
+                makers["reference"] = lambda ps: case.make_reference(ps, lr=lr)
+            if case.family == "adam":
+                makers["adamw_foreach"] = lambda ps: torch.optim.AdamW(ps, lr=lr, foreach=True)
+            t = time_steps(makers, params, repeats)
+            row = {"optimizer": case.name, "params": set_name, "numel": n,
+                   "ours_ms": 1e3 * t["ours"][0], "ours_state_bytes": t["ours"][1]}
+            if case.reference:
+                row |= {"reference": case.reference, "reference_ms": 1e3 * t["reference"][0],
+                        "reference_state_bytes": t["reference"][1], "ratio": t["ours"][0] / t["reference"][0]}
+            if case.family == "adam":
+                row |= {"adamw_foreach_ms": 1e3 * t["adamw_foreach"][0],
+                        "ratio_vs_adamw": t["ours"][0] / t["adamw_foreach"][0]}
+            rows.append(row)
+            print(f"{set_name:12s} {case.name:22s} ours {row['ours_ms']:8.2f} ms"
+                  + (f"  ref {row['reference_ms']:8.2f} ms  ratio {row['ratio']:.2f}" if case.reference else "")
+                  + (f"  vs AdamW(foreach) {row['ratio_vs_adamw']:.2f}" if case.family == "adam" else ""),
+                  flush=True)
+    return {"created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repeats": repeats,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+            "targets": {"ratio": 1.1, "ratio_vs_adamw": 1.3}, "rows": rows}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="*", help="only these optimizers (default: all)")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    unknown = set(args.names) - {c.name for c in CASES}
+    if unknown:
+        ap.error(f"unknown optimizer(s) {sorted(unknown)}; choose from {[c.name for c in CASES]}")
+    cases = [c for c in CASES if not args.names or c.name in args.names]
+    result = bench(cases, args.repeats)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
