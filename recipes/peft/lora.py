@@ -2,235 +2,66 @@
 
 # %% ../../nbs/peft/lora.ipynb #96fbb188
 from __future__ import annotations
-import json, math, re
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from safetensors.torch import load_file, save_file
+
+from ..core.adapters import AdapterConfig, AdapterLayer, apply_adapter
 
 # %% auto #0
-__all__ = ['LoraConfig', 'LoraLinear', 'find_targets', 'apply_lora', 'lora_layers', 'merge_lora', 'unmerge_lora', 'lora_disabled',
-           'trainable_parameters', 'lora_state_dict', 'save_lora', 'load_lora']
+__all__ = ['LoraLinear', 'LoraConfig', 'apply_lora']
 
 # %% ../../nbs/peft/lora.ipynb #e1238691
-def _conv1d_type():
-    try:
-        from transformers.pytorch_utils import Conv1D
-        return Conv1D
-    except ImportError:  # transformers is optional for plain torch models
-        return ()
+class LoraLinear(AdapterLayer):
+    "A frozen linear layer plus a trainable low-rank update: h = W0 x + (alpha/r) B A x."
+    def __init__(self, base: nn.Module, # the nn.Linear (or transformers Conv1D) to adapt
+                 config: LoraConfig, # rank, alpha and dropout
+                ):
+        super().__init__(base, config)
+        self.r, self.alpha, self.scaling = config.r, config.alpha, config.scaling
+        self.lora_A = nn.Parameter(torch.empty(self.r, self.d_in, **self.factory()))   # A: (r, d_in)
+        self.lora_B = nn.Parameter(torch.zeros(self.d_out, self.r, **self.factory()))  # B: (d_out, r), zero so ΔW = 0 at start
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # peft's default, the same as nn.Linear's init
+        self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
+
+    def delta_weight(self) -> torch.Tensor:
+        "The update ΔW = (alpha/r) B A, shaped (d_out, d_in)."
+        return self.scaling * self.lora_B @ self.lora_A
+
+    def adapted_forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.base(x)  # W0 x (+ bias)
+        return h + self.scaling * (self.dropout(x) @ self.lora_A.T @ self.lora_B.T)  # + (alpha/r) B A x
+
+    def extra_repr(self) -> str:
+        return f"r={self.r}, alpha={self.alpha}, merged={self.merged}"
 
 @dataclass
-class LoraConfig:
-    "Which layers to adapt, and how: validated up front with actionable errors."
+class LoraConfig(AdapterConfig):
+    "LoRA's options (and the shared targeting options), validated up front with actionable errors."
     r: int = 8 # rank of the update BA
     alpha: float = 16.0 # scale numerator: the update is (alpha / r) * B A
-    target_modules: list[str] | str | None = None # layer names (a name or dotted suffix), a regex (full match), or None for every linear layer but the output head
     dropout: float = 0.0 # dropout on the adapter's input, as in the paper
+    layer_class = LoraLinear
 
-    def __post_init__(self):
+    def validate(self):
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
             raise ValueError(f"r must be a positive int, got {self.r!r}")
-        if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
             raise ValueError(f"alpha must be a positive number, got {self.alpha!r}")
-        if not 0 <= self.dropout < 1:
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        t = self.target_modules
-        if t is not None and not isinstance(t, str) and not (isinstance(t, (list, tuple)) and t and all(isinstance(s, str) for s in t)):
-            raise TypeError("target_modules must be None, a regex string, or a non-empty list of layer names")
-        if isinstance(t, tuple):
-            self.target_modules = list(t)
 
     @property
     def scaling(self) -> float:
         return self.alpha / self.r
 
-# %% ../../nbs/peft/lora.ipynb #3ec1f360
-class LoraLinear(nn.Module):
-    "A frozen linear layer plus a trainable low-rank update: h = W0 x + (alpha/r) B A x."
-    def __init__(self, base: nn.Module, # the nn.Linear (or transformers Conv1D) to adapt
-                 r: int = 8, # rank
-                 alpha: float = 16.0, # scale numerator
-                 dropout: float = 0.0, # dropout on the adapter's input
-                ):
-        super().__init__()
-        conv1d = _conv1d_type()
-        if not isinstance(base, (nn.Linear, *((conv1d,) if conv1d else ()))):
-            raise TypeError(f"LoraLinear adapts nn.Linear or transformers Conv1D layers, got {type(base).__name__}")
-        self.base, self.r, self.alpha, self.scaling = base, r, alpha, alpha / r
-        self.fan_in_fan_out = not isinstance(base, nn.Linear)  # Conv1D stores W as (in, out)
-        d_out, d_in = base.weight.shape[::-1] if self.fan_in_fan_out else base.weight.shape
-        w = base.weight
-        self.lora_A = nn.Parameter(torch.empty(r, d_in, dtype=w.dtype, device=w.device))   # A: (r, d_in)
-        self.lora_B = nn.Parameter(torch.zeros(d_out, r, dtype=w.dtype, device=w.device))  # B: (d_out, r), zero so ΔW = 0 at start
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # peft's default, the same as nn.Linear's init
-        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.merged, self.enabled = False, True
-        for p in base.parameters():
-            p.requires_grad_(False)  # W0 and its bias stay frozen
-
-    def delta_weight(self) -> torch.Tensor:
-        "The update ΔW = (alpha/r) B A, shaped like the base layer's weight."
-        delta = self.scaling * self.lora_B @ self.lora_A  # (d_out, d_in)
-        return delta.T if self.fan_in_fan_out else delta
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.base(x)  # W0 x (+ bias)
-        if self.merged or not self.enabled:
-            return h
-        return h + self.scaling * (self.dropout(x) @ self.lora_A.T @ self.lora_B.T)  # + (alpha/r) B A x
-
-    @torch.no_grad()
-    def merge(self):
-        "Fold the update into the base weight: W ← W0 + ΔW."
-        if not self.merged:
-            self.base.weight += self.delta_weight()
-            self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self):
-        "Take the update back out: W ← W − ΔW."
-        if self.merged:
-            self.base.weight -= self.delta_weight()
-            self.merged = False
-
-    def extra_repr(self) -> str:
-        return f"r={self.r}, alpha={self.alpha}, merged={self.merged}"
-
-# %% ../../nbs/peft/lora.ipynb #0276995b
-def _adaptable(model: nn.Module) -> dict[str, nn.Module]:
-    "Every layer LoRA can wrap, by qualified name."
-    conv1d = _conv1d_type()
-    kinds = (nn.Linear, *((conv1d,) if conv1d else ()))
-    return {n: m for n, m in model.named_modules() if isinstance(m, kinds) and not isinstance(m, LoraLinear) and n
-            and not n.endswith(".base")}
-
-def find_targets(model: nn.Module, # any torch module, e.g. a transformers PreTrainedModel
-                 target_modules: list[str] | str | None = None, # see LoraConfig.target_modules
-                ) -> list[str]:
-    "The qualified names of the layers `target_modules` selects; unknown targets raise with the candidates."
-    layers = _adaptable(model)
-    if target_modules is None:
-        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        names = [n for n, m in layers.items() if m is not head]
-    elif isinstance(target_modules, str):
-        names = [n for n in layers if re.fullmatch(target_modules, n)]
-    else:
-        names, unmatched = [], []
-        for t in target_modules:
-            hits = [n for n in layers if n == t or n.endswith("." + t)]
-            if not hits:
-                unmatched.append(t)
-            names += [h for h in hits if h not in names]
-        if unmatched:
-            others = {n for n, _ in model.named_modules() if n and any(n == t or n.endswith("." + t) for t in unmatched)}
-            extra = f" ({sorted(others)[:3]} exist but are not linear layers)" if others else ""
-            raise ValueError(f"target_modules {unmatched} match no linear layer{extra}. "
-                             f"Candidates: {sorted({n.split('.')[-1] for n in layers})} (or full names such as {list(layers)[:3]})")
-    if not names:
-        raise ValueError(f"target_modules={target_modules!r} selects no layer. "
-                         f"Candidates: {sorted({n.split('.')[-1] for n in layers})}")
-    return names
-
-# %% ../../nbs/peft/lora.ipynb #dede6849
 def apply_lora(model: nn.Module, # the model to adapt, in place
                config: LoraConfig | None = None, # a config; or pass its fields as keywords
-               **kwargs, # r=, alpha=, target_modules=, dropout= (see LoraConfig)
+               **kwargs, # r=, alpha=, dropout=, target_modules=, exclude_modules= (see LoraConfig)
               ) -> nn.Module:
     "Wrap the target layers of `model` with LoRA adapters and freeze every other parameter."
-    if config is None:
-        config = LoraConfig(**kwargs)
-    elif kwargs:
+    if config is not None and kwargs:
         raise TypeError("pass either a LoraConfig or keyword arguments, not both")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if lora_layers(model):
-        raise ValueError("model already has LoRA adapters; apply_lora once per model")
-    names = find_targets(model, config.target_modules)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for name in names:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoraLinear(getattr(parent, child), config.r, config.alpha, config.dropout))
-    model.lora_config = config
-    return model
-
-def lora_layers(model: nn.Module) -> dict[str, LoraLinear]:
-    "The model's LoRA-wrapped layers, by name."
-    return {n: m for n, m in model.named_modules() if isinstance(m, LoraLinear)}
-
-def _require_lora(model) -> dict[str, LoraLinear]:
-    layers = lora_layers(model)
-    if not layers:
-        raise ValueError("model has no LoRA adapters; call apply_lora(model, ...) first")
-    return layers
-
-def merge_lora(model: nn.Module) -> nn.Module:
-    "Fold every adapter into its base weight (no extra inference cost)."
-    for m in _require_lora(model).values():
-        m.merge()
-    return model
-
-def unmerge_lora(model: nn.Module) -> nn.Module:
-    "Subtract every merged adapter from its base weight again."
-    for m in _require_lora(model).values():
-        m.unmerge()
-    return model
-
-@contextmanager
-def lora_disabled(model: nn.Module):
-    "Run the base model: adapters are bypassed inside the block (merged ones are unmerged first)."
-    layers = _require_lora(model).values()
-    merged = [m for m in layers if m.merged]
-    for m in merged:
-        m.unmerge()
-    for m in layers:
-        m.enabled = False
-    try:
-        yield model
-    finally:
-        for m in layers:
-            m.enabled = True
-        for m in merged:
-            m.merge()
-
-def trainable_parameters(model: nn.Module) -> tuple[int, int]:
-    "(trainable, total) parameter counts, tied weights counted once; adapters are included in the total."
-    from recipes.core.models import count_parameters
-    return count_parameters(model, trainable_only=True), count_parameters(model)
-
-# %% ../../nbs/peft/lora.ipynb #63e89f7d
-def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    "Only the adapter tensors (lora_A, lora_B), by qualified name."
-    return {k: v for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] in ("lora_A", "lora_B")}
-
-def save_lora(model: nn.Module, path: str | Path) -> Path:
-    "Save the adapters (not the base model) as safetensors, with the LoRA config in the header."
-    layers = _require_lora(model)
-    if any(m.merged for m in layers.values()):
-        raise ValueError("unmerge_lora(model) before saving: merged adapters are already inside the base weights")
-    path = Path(path)
-    save_file({k: v.detach().contiguous() for k, v in lora_state_dict(model).items()}, str(path),
-              metadata={"lora_config": json.dumps(asdict(model.lora_config))})
-    return path
-
-def load_lora(model: nn.Module, # a base model (adapters are added) or a model with matching adapters
-              path: str | Path, # a file written by save_lora
-             ) -> nn.Module:
-    "Load adapters saved by `save_lora` into `model`, adding them first if it has none."
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as f:
-        config = LoraConfig(**json.loads(f.metadata()["lora_config"]))
-    if not lora_layers(model):
-        apply_lora(model, config)
-    tensors = load_file(str(path))
-    expected = set(lora_state_dict(model))
-    if set(tensors) != expected:
-        raise ValueError(f"adapter file does not fit this model: missing {sorted(expected - set(tensors))[:3]}, "
-                         f"unexpected {sorted(set(tensors) - expected)[:3]}")
-    model.load_state_dict(tensors, strict=False)
-    return model
+    return apply_adapter(model, config if config is not None else LoraConfig(**kwargs))

@@ -27,12 +27,13 @@ acc.print(f"RESULT world={acc.num_processes} first={hist['loss'][:5].mean():.4f}
 # Chapter code under DDP: LoRA fine-tuning of the zoo's tiny LM (as in nbs/peft/lora.ipynb).
 from recipes.core.models import lm_loss
 from recipes.core.zoo import pretrained
-from recipes.peft.lora import apply_lora, lora_state_dict
+from recipes.core.adapters import adapter_state_dict
+from recipes.peft.lora import apply_lora
 
 seed_everything(0)
 lm = apply_lora(pretrained("tiny-lm"), r=4, alpha=8)
 blocks = torch.randint(1, 4096, (64, 32), generator=torch.Generator().manual_seed(0))
 dl = torch.utils.data.DataLoader(blocks, 8, shuffle=True, generator=torch.Generator().manual_seed(0))
 hist = fit(lm, lm_loss, dl, steps=4, lr=1e-2, progress=False)
-lora_sum = torch.stack([v.double().sum() for v in lora_state_dict(lm).values()]).sum()
+lora_sum = torch.stack([v.double().sum() for v in adapter_state_dict(lm).values()]).sum()
 acc.print(f"LORA steps={len(hist['loss'])} lora_sums={acc.gather(lora_sum.float().view(1)).tolist()}")
