@@ -1,4 +1,4 @@
-"""Step-time benchmark: each optimizer against its reference, on the same parameters and gradients.
+"""Benchmarks: each optimizer's step and our LoRA layer against their references, on the same inputs.
 
     python tools/bench.py [--repeats N] [--out bench.json] [NAME ...]
 
@@ -6,7 +6,9 @@ For every row of tools/optimizer_cases.py it times one `step()` of ours and of t
 median of `repeats` steps after warm-up) on two parameter sets: the zoo's tiny LM (1.1M parameters,
 built from its config: no training needed) and a 10M-parameter stack of linears. It records the
 ratio ours/reference and the optimizer-state bytes of both; Adam-family rows are also timed
-against `torch.optim.AdamW(foreach=True)`. `tools/book.py pages` renders the JSON as a book page.
+against `torch.optim.AdamW(foreach=True)`. The adapter section times forward + backward of our
+LoRA against `peft`'s on the same model and batch (the tiny LM, and one 4096x4096 linear), and a
+merged model's inference against the base model's. `tools/book.py pages` renders the JSON as a book page.
 """
 from __future__ import annotations
 
@@ -88,9 +90,58 @@ def bench(cases: list[Case], repeats: int) -> dict:
                   + (f"  ref {row['reference_ms']:8.2f} ms  ratio {row['ratio']:.2f}" if case.reference else "")
                   + (f"  vs AdamW(foreach) {row['ratio_vs_adamw']:.2f}" if case.family == "adam" else ""),
                   flush=True)
-    return {"created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repeats": repeats,
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
-            "targets": {"ratio": 1.1, "ratio_vs_adamw": 1.3}, "rows": rows}
+    return rows
+
+
+def _interleaved(fns: dict, repeats: int) -> dict[str, float]:
+    "Median seconds of each zero-argument function, timed in interleaved rounds after a warm-up."
+    times = {k: [] for k in fns}
+    for _ in range(2):
+        for f in fns.values():
+            f()
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_adapters(repeats: int) -> list[dict]:
+    "Our LoRA vs peft's (forward + backward), and merged inference vs the base model."
+    import copy, warnings
+    import peft
+    from recipes.core.adapters import merge_adapters
+    from recipes.core.zoo import TINY_LM
+    from recipes.peft.lora import apply_lora
+    torch.manual_seed(0)
+    wide = nn.Sequential(nn.Linear(4096, 4096))
+    setups = {"tiny-lm": (TINY_LM.build(TINY_LM.config), ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                          lambda m, x: m(input_ids=x).logits, torch.randint(1, 4096, (8, 128))),
+              "4096x4096 linear": (wide, ["0"], lambda m, x: m(x), torch.randn(256, 4096))}
+    rows = []
+    for name, (base, targets, call, x) in setups.items():
+        base.eval()
+        ours = apply_lora(copy.deepcopy(base), r=8, alpha=16, target_modules=targets)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=8, lora_alpha=16, target_modules=targets))
+        def train_step(model):
+            def f():
+                for p in model.parameters():
+                    p.grad = None
+                call(model, x).float().pow(2).mean().backward()
+            return f
+        t = _interleaved({"ours": train_step(ours), "peft": train_step(theirs)}, repeats)
+        merged = merge_adapters(copy.deepcopy(ours))
+        with torch.no_grad():
+            inf = _interleaved({"merged": lambda: call(merged, x), "base": lambda: call(base, x)}, repeats)
+        rows.append({"model": name, "ours_ms": 1e3 * t["ours"], "peft_ms": 1e3 * t["peft"], "ratio": t["ours"] / t["peft"],
+                     "merged_ms": 1e3 * inf["merged"], "base_ms": 1e3 * inf["base"],
+                     "merged_ratio": inf["merged"] / inf["base"], "peft_version": peft.__version__})
+        print(f"{name:18s} LoRA fwd+bwd ours {rows[-1]['ours_ms']:8.2f} ms  peft {rows[-1]['peft_ms']:8.2f} ms  "
+              f"ratio {rows[-1]['ratio']:.2f};  merged/base inference {rows[-1]['merged_ratio']:.2f}", flush=True)
+    return rows
 
 
 def main(argv=None):
@@ -103,7 +154,10 @@ def main(argv=None):
     if unknown:
         ap.error(f"unknown optimizer(s) {sorted(unknown)}; choose from {[c.name for c in CASES]}")
     cases = [c for c in CASES if not args.names or c.name in args.names]
-    result = bench(cases, args.repeats)
+    result = {"created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repeats": args.repeats,
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+              "targets": {"ratio": 1.1, "ratio_vs_adamw": 1.3, "lora_ratio": 1.05},
+              "rows": bench(cases, args.repeats), "adapters": bench_adapters(args.repeats)}
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")
     os.replace(tmp, args.out)

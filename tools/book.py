@@ -313,7 +313,24 @@ def benchmarks_page() -> None:
         head + f"Measured {b['created']} with torch {b['torch']} on {b['threads']} thread(s), {b['machine']}, "
         f"{b['repeats']} timed steps each. Targets: ratio at most {tgt['ratio']} against the reference, and at most "
         f"{tgt['ratio_vs_adamw']} against `torch.optim.AdamW(foreach=True)` for the Adam family; a bold ratio "
-        "misses its target, and the optimizer's chapter says why.\n\n::::{div} full-width\n" + "\n".join(rows) + "\n::::\n")
+        "misses its target, and the optimizer's chapter says why.\n\n::::{div} full-width\n" + "\n".join(rows) + "\n::::\n"
+        + _adapter_table(b))
+
+
+def _adapter_table(b: dict) -> str:
+    if not b.get("adapters"):
+        return ""
+    target = b["targets"]["lora_ratio"]
+    rows = ["| Model | Ours, forward + backward (ms) | `peft` (ms) | Ratio | Merged inference (ms) | Base inference (ms) | Merged / base |",
+            "|---|---|---|---|---|---|---|"]
+    for r in b["adapters"]:
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] <= target else f"**{r['ratio']:.2f}**"
+        rows.append(f"| {r['model']} | {r['ours_ms']:.1f} | {r['peft_ms']:.1f} | {ratio} | {r['merged_ms']:.1f} | "
+                    f"{r['base_ms']:.1f} | {r['merged_ratio']:.2f} |")
+    return ("\n## LoRA against `peft`\n\nOne training step's forward and backward pass of a rank-8 LoRA on the same "
+            f"model and batch, ours against `peft` {b['adapters'][0]['peft_version']} (target: ratio at most {target}); "
+            "and inference of the merged model against the base model it came from, which should cost the same "
+            "within noise.\n\n" + "\n".join(rows) + "\n")
 
 
 def summary() -> None:
