@@ -55,4 +55,8 @@ CASES = [
     Case("LoRA llama q,v", "recipes.peft.lora:LoraConfig", dict(r=2, target_modules=["q_proj", "v_proj"]), "llama"),
     Case("LoRA llama regex", "recipes.peft.lora:LoraConfig", dict(r=2, target_modules=r".*layers\.1\..*_proj"), "llama"),
     Case("LoRA gpt2 Conv1D", "recipes.peft.lora:LoraConfig", dict(r=2, target_modules=["c_attn", "c_fc"]), "gpt2"),
+    Case("SSF mlp", "recipes.peft.ssf:SSFConfig", {}, starts_at_base=False),
+    Case("SSF llama (bias-free)", "recipes.peft.ssf:SSFConfig", dict(target_modules=["q_proj", "down_proj"]), "llama",
+         starts_at_base=False),
+    Case("SSF gpt2 Conv1D", "recipes.peft.ssf:SSFConfig", dict(init_std=0.0, target_modules=["c_attn"]), "gpt2"),
 ]
