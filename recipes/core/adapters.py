@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 # %% auto #0
 __all__ = ['linear_types', 'AdapterLayer', 'AdapterConfig', 'candidate_layers', 'find_targets', 'adapter_layers', 'apply_adapter',
            'trainable_parameters', 'AdapterReport', 'adapter_report', 'merge_adapters', 'unmerge_adapters',
-           'adapters_disabled', 'adapter_state_dict', 'save_adapter', 'load_adapter', 'check_adapter']
+           'merge_and_unload', 'adapters_disabled', 'adapter_state_dict', 'save_adapter', 'load_adapter',
+           'check_adapter']
 
 # %% ../../nbs/core/adapters.ipynb #ae764eb8
 def linear_types() -> tuple[type, ...]:
@@ -252,6 +253,15 @@ def unmerge_adapters(model: nn.Module) -> nn.Module:
     "Take every merged adapter back out of its base layer."
     for m in _require_adapters(model).values():
         m.unmerge()
+    return model
+
+def merge_and_unload(model: nn.Module) -> nn.Module:
+    "Merge every adapter and put the plain base layers back: a model with no adapters (ready for another)."
+    merge_adapters(model)
+    for name, m in adapter_layers(model).items():
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, m.base)
+    del model.adapter_config
     return model
 
 @contextmanager
