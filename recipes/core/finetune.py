@@ -153,6 +153,7 @@ def finetune_sweep(task: FinetuneTask, # the transfer task
                    steps: int, # optimizer steps per run
                    method: str = "", # label for the result and the progress line
                    make_optimizer: Callable | None = None, # make_optimizer(params, lr) -> optimizer (default AdamW)
+                   callbacks: Callable[[], list] | None = None, # fresh fit callbacks for each run (a recipe that acts during training)
                    progress: bool = True, # print one line per run group
                   ) -> FinetuneResult:
     "Fine-tune a fresh copy of `task.base` for every (lr, seed) and collect the held-out metric."
@@ -172,7 +173,8 @@ def finetune_sweep(task: FinetuneTask, # the transfer task
         trainable = sum(p.numel() for p in {id(p): p for p in params}.values())
         opt = make_optimizer(params, lr) if make_optimizer else torch.optim.AdamW(params, lr=lr)
         t0 = time.perf_counter()
-        hist = fit(model, task.loss_fn, task.loader(s), opt, steps=steps, progress=False)
+        hist = fit(model, task.loss_fn, task.loader(s), opt, steps=steps, progress=False,
+                   callbacks=callbacks() if callbacks else ())
         seconds += time.perf_counter() - t0
         curves[i, j], score[i, j] = hist["loss"], task.evaluate(model)
     return FinetuneResult(method, list(lrs), list(seeds), score, curves, trainable,

@@ -154,6 +154,7 @@ class Trainer:
         self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
         self.accelerator, self.callbacks, self.history = accelerator, sorted(callbacks, key=lambda c: c.order), history
         self.step = self.epoch = 0
+        self.total: int | None = None  # steps this run will take (set by fit)
         self.batch = self.loss = None
         self.metrics: dict = {}
         self.clip_grad_norm: float | None = None
@@ -219,6 +220,7 @@ def fit(model: nn.Module, # the model to train, in place
     if total is None:
         raise ValueError("train_data has no len(); pass steps= instead of epochs=")
     trainer = Trainer(model, loss_fn, optimizer, scheduler, accelerator, callbacks, History())
+    trainer.total = total
     bar = Progress(total, desc, enabled=progress and accelerator.is_main_process)
     model.train()
     trainer._hook("before_fit")
