@@ -18,11 +18,20 @@ class Case:
     reference: str | None = None  # "module:Class" of a well-kept implementation of the same rule
     reference_kwargs: dict = field(default_factory=dict)  # the reference's options for the same rule
     family: str = ""  # "adam" marks the Adam family (benchmarked against AdamW(foreach=True) too)
+    reference_matrix_options: dict = field(default_factory=dict)  # per-group options the reference needs on 2-D weights
+    exact: bool = True  # False: the rules agree only under settings the chapter's own equivalence test uses (timed, not compared here)
+    contract: dict = field(default_factory=dict)  # options for check_optimizer (e.g. more steps for a deliberately slow rule)
 
     def make(self, params, **overrides):
         return load(self.ours)(params, **{**self.kwargs, **overrides})
 
     def make_reference(self, params, **overrides):
+        "The reference optimizer; if it takes its low-rank options per group, 2-D weights get their own group."
+        params = list(params)
+        if self.reference_matrix_options:
+            matrices = [p for p in params if p.dim() == 2]
+            others = [p for p in params if p.dim() != 2]
+            params = [{"params": matrices, **self.reference_matrix_options}] + ([{"params": others}] if others else [])
         return load(self.reference)(params, **{**self.reference_kwargs, **overrides})
 
 
@@ -36,4 +45,33 @@ CASES = [
     Case("AdamW", "recipes.optim.adam:Adam", dict(lr=0.05, weight_decay=0.01, decoupled=True),
          "torch.optim:AdamW", dict(weight_decay=0.01), family="adam"),
     Case("AMSGrad", "recipes.optim.adam:AMSGrad", dict(lr=0.05), "torch.optim:Adam", dict(amsgrad=True), family="adam"),
+    Case("OptimisticAMSGrad", "recipes.optim.adam:OptimisticAMSGrad", dict(lr=0.05), family="adam"),
+    Case("Lion", "recipes.optim.lion:Lion", dict(lr=0.01), "lion_pytorch:Lion"),
+    Case("Gravity", "recipes.optim.gravity:Gravity", dict(lr=2.0, alpha=0.0), "pytorch_optimizer:Gravity", dict(alpha=0.0),
+         contract=dict(steps=500)),
+    Case("AdaBelief", "recipes.optim.adabelief:AdaBelief", dict(lr=0.05), "pytorch_optimizer:AdaBelief",
+         dict(rectify=False), family="adam"),
+    Case("AdaBound", "recipes.optim.adabound:AdaBound", dict(lr=0.05), "pytorch_optimizer:AdaBound",
+         dict(weight_decouple=False), family="adam"),
+    Case("AMSBound", "recipes.optim.adabound:AMSBound", dict(lr=0.05), "pytorch_optimizer:AdaBound",
+         dict(weight_decouple=False, ams_bound=True), family="adam"),
+    Case("DAdaptSGD", "recipes.optim.lr_free:DAdaptSGD", dict(momentum=0.9), "dadaptation:DAdaptSGD", dict(momentum=0.9)),
+    Case("DoG", "recipes.optim.lr_free:DoG"),
+    Case("U-DoG", "recipes.optim.lr_free:UDoG"),
+    Case("AdaGradNorm", "recipes.optim.lr_free:AdaGradNorm"),
+    Case("SANIA", "recipes.optim.sania:SANIA"),
+    Case("Shampoo", "recipes.optim.shampoo:Shampoo", dict(lr=0.3, eps=1e-4), "pytorch_optimizer:Shampoo",
+         dict(matrix_eps=1e-4), exact=False),
+    Case("ProximalSGD", "recipes.optim.nondifferentiable:ProximalSGD", dict(lr=0.1, l1=1e-3), "torch.optim:SGD",
+         exact=False),
+    Case("GaLore", "recipes.optim.low_rank:GaLore", dict(lr=0.05, rank=2, update_gap=10, eps=1e-12),
+         "galore_torch:GaLoreAdamW", dict(no_deprecation_warning=True, eps=1e-12),
+         reference_matrix_options=dict(rank=2, update_proj_gap=10, scale=1.0, proj_type="std")),
+    Case("DCTAdam (SVD-free)", "recipes.optim.low_rank:DCTAdam", dict(lr=0.05, rank=2, update_gap=10)),
+    Case("FRUGAL", "recipes.optim.low_rank:Frugal", dict(lr=0.02, rank=2, update_gap=10)),
+    Case("Fira", "recipes.optim.low_rank:Fira", dict(lr=0.05, rank=2, update_gap=100, eps=1e-12), "pytorch_optimizer:Fira",
+         dict(eps=1e-12), reference_matrix_options=dict(rank=2, update_proj_gap=100, scale=1.0, projection_type="std")),
+    Case("SubsetNormAdam", "recipes.optim.low_rank:SubsetNormAdam", dict(lr=0.1), "pytorch_optimizer:AdamWSN",
+         reference_matrix_options=dict(sn=True), exact=False),
+    Case("SNSM", "recipes.optim.low_rank:SNSM", dict(lr=0.1, rank=2, update_gap=10)),
 ]

@@ -17,8 +17,8 @@ from .adapters import AdapterConfig, find_targets
 from .setup import seed_everything
 
 # %% auto #0
-__all__ = ['FinetuneTask', 'shakespeare_task', 'digits_transfer_task', 'full_finetuning', 'dense_finetuning', 'FinetuneResult',
-           'finetune_sweep']
+__all__ = ['FinetuneTask', 'shakespeare_task', 'digits_transfer_task', 'full_finetuning', 'dense_finetuning', 'training_memory',
+           'FinetuneResult', 'finetune_sweep']
 
 # %% ../../nbs/core/finetune.ipynb #6cfa165f
 @dataclass
@@ -128,6 +128,28 @@ def dense_finetuning(config: AdapterConfig, # the adapter config whose target la
         return model
     return prepare
 
+def training_memory(model: nn.Module, # the model as it will be trained (adapters applied, requires_grad set)
+                    loss_fn: Callable, # loss_fn(model, batch) -> loss
+                    batch, # one training batch
+                    optimizer_states: int = 2, # tensors of optimizer state per trainable parameter (AdamW: 2)
+                   ) -> dict[str, int]:
+    "Bytes one training step holds: weights, gradients, optimizer state, and the activations autograd saves (measured)."
+    saved: dict[int, int] = {}
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()  # each storage counted once
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn(model, batch)
+    loss = loss[0] if isinstance(loss, tuple) else loss
+    params = {id(p): p for p in model.parameters()}.values()
+    weights = sum(p.numel() * p.element_size() for p in params)
+    trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    frozen_ptrs = {p.untyped_storage().data_ptr() for p in params}
+    activations = sum(n for ptr, n in saved.items() if ptr not in frozen_ptrs)  # weights saved for backward are not extra
+    out = {"weights": weights, "gradients": trainable, "optimizer_state": optimizer_states * trainable,
+           "activations": activations}
+    return out | {"total": sum(out.values())}
+
 @dataclass
 class FinetuneResult:
     "Per (learning rate, seed) outcomes of one method on one task."
@@ -139,6 +161,7 @@ class FinetuneResult:
     trainable: int # trainable parameters
     seconds_per_step: float # mean wall time of one training step
     higher_is_better: bool # direction of `score`
+    memory: dict # bytes of one training step (see `training_memory`)
 
     def best(self) -> tuple[int, np.ndarray]:
         "Index of the best learning rate (seed mean) and the per-seed scores there."
@@ -171,6 +194,8 @@ def finetune_sweep(task: FinetuneTask, # the transfer task
         if not params:
             raise ValueError(f"prepare() left no trainable parameter for method {method!r}")
         trainable = sum(p.numel() for p in {id(p): p for p in params}.values())
+        if i == j == 0:
+            memory = training_memory(model, task.loss_fn, next(iter(task.loader(s))))
         opt = make_optimizer(params, lr) if make_optimizer else torch.optim.AdamW(params, lr=lr)
         t0 = time.perf_counter()
         hist = fit(model, task.loss_fn, task.loader(s), opt, steps=steps, progress=False,
@@ -178,4 +203,4 @@ def finetune_sweep(task: FinetuneTask, # the transfer task
         seconds += time.perf_counter() - t0
         curves[i, j], score[i, j] = hist["loss"], task.evaluate(model)
     return FinetuneResult(method, list(lrs), list(seeds), score, curves, trainable,
-                          seconds / (len(runs) * steps), task.higher_is_better)
+                          seconds / (len(runs) * steps), task.higher_is_better, memory)

@@ -252,6 +252,7 @@ class Sweep:
         "Index of the learning rate with the best seed-mean `metric`, and that row's per-seed values."
         values = getattr(self, metric)
         means = values.mean(1) if values.ndim == 2 else values[..., -1].mean(1)
+        means = np.where(np.isfinite(means), means, -np.inf if higher_is_better else np.inf)  # a diverged rate is the worst
         i = int(np.argmax(means) if higher_is_better else np.argmin(means))
         return i, (values[i] if values.ndim == 2 else values[i, :, -1])
 
@@ -260,7 +261,7 @@ def lr_sweep(make_optimizer: Callable[[list], torch.optim.Optimizer], # make_opt
              seeds: Iterable[int], # initialization and batch-order seeds
              epochs: int = 10, # passes over the 1,438 training digits
              batch_size: int = 64, # mini-batch size
-             hidden: int = 64, # width of the MLP's two hidden layers
+             hidden: int = 64, # width of the MLP's hidden layer
              vectorized: bool = True, # one Ensemble for everything (exact for elementwise optimizers only)
              desc: str = "lr sweep", # progress label
             ) -> Sweep:
