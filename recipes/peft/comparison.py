@@ -120,16 +120,21 @@ def peft_methods(task: FinetuneTask, # the task: data-dependent initialisations 
         PeftMethod("full FT", full_finetuning, reference=True),
     ]
 
-def plot_comparison(ax, task: FinetuneTask, results: dict[str, FinetuneResult]):
-    "Metric (mean ± sd at each method's best lr) against trainable parameters, with the Pareto front."
+def plot_comparison(ax, task: FinetuneTask, results: dict[str, FinetuneResult],
+                    references: set[str] = frozenset(), # names drawn as squares (full and dense fine-tuning)
+                   ):
+    "Metric (mean ± sd at each method's best lr) against trainable parameters, with the Pareto front; legend outside."
     from recipes.core.plot import PALETTE
     names = list(results)
     params = np.array([results[n].trainable for n in names])
     scores = np.array([results[n].best()[1] for n in names])  # (methods, seeds)
     front = pareto_front(params, scores.mean(1), task.higher_is_better)
-    for k, n in enumerate(names):
-        ax.errorbar(params[k], scores[k].mean(), yerr=scores[k].std(ddof=1), marker="s" if "FT" in n else "o",
-                    color=PALETTE[k % len(PALETTE)], capsize=3, label=n)
+    markers = "o^vD<>P*X"
+    for k, n in enumerate(names):  # colour and marker together tell up to 72 methods apart
+        ax.errorbar(params[k], scores[k].mean(), yerr=scores[k].std(ddof=1), color=PALETTE[k % len(PALETTE)],
+                    marker="s" if n in references else markers[k // len(PALETTE) % len(markers)],
+                    markersize=7, capsize=3, ls="none", label=n)
     order = np.argsort(params[front])
     ax.plot(params[front][order], scores.mean(1)[front][order], color="grey", ls="--", lw=1, label="Pareto front")
     ax.set(xscale="log", xlabel="trainable parameters", ylabel=task.metric, title=task.name)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
