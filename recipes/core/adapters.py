@@ -4,9 +4,9 @@
 
 # %% ../../nbs/core/adapters.ipynb #a5656d3c
 from __future__ import annotations
-import copy, importlib, json, re, tempfile
+import importlib, json, re, tempfile
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,10 +16,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 # %% auto #0
-__all__ = ['linear_types', 'AdapterLayer', 'AdapterConfig', 'candidate_layers', 'find_targets', 'adapter_layers', 'apply_adapter',
-           'trainable_parameters', 'AdapterReport', 'adapter_report', 'merge_adapters', 'unmerge_adapters',
-           'merge_and_unload', 'adapters_disabled', 'adapter_state_dict', 'save_adapter', 'load_adapter',
-           'check_adapter']
+__all__ = ['linear_types', 'AdapterLayer', 'AdapterConfig', 'candidate_layers', 'find_targets', 'adapter_layers',
+           'require_adapters', 'apply_adapter', 'trainable_parameters', 'AdapterReport', 'adapter_report',
+           'merge_adapters', 'unmerge_adapters', 'merge_and_unload', 'adapters_disabled', 'adapter_state_dict',
+           'save_adapter', 'load_adapter', 'check_adapter']
 
 # %% ../../nbs/core/adapters.ipynb #ae764eb8
 def linear_types() -> tuple[type, ...]:
@@ -127,6 +127,15 @@ class AdapterConfig:
     def validate(self):
         "Check the method's own fields; raise ValueError/TypeError naming the field and what is accepted."
 
+    @classmethod
+    def apply(cls, model: nn.Module, config: AdapterConfig | None = None, **fields) -> nn.Module:
+        "Adapt `model` with this method, from a config or from the config's fields as keywords (`apply_lora = LoraConfig.apply`)."
+        if config is not None and fields:
+            raise TypeError(f"pass either a {cls.__name__} or keyword arguments, not both")
+        if config is not None and not isinstance(config, cls):
+            raise TypeError(f"config must be a {cls.__name__}, got {type(config).__name__}")
+        return apply_adapter(model, config if config is not None else cls(**fields))
+
     def to_dict(self) -> dict:
         "The fields as JSON-friendly values (module types by name)."
         d = asdict(self)
@@ -184,10 +193,19 @@ def adapter_layers(model: nn.Module) -> dict[str, AdapterLayer]:
     "The model's adapted layers, by qualified name."
     return {n: m for n, m in model.named_modules() if isinstance(m, AdapterLayer)}
 
-def _require_adapters(model) -> dict[str, AdapterLayer]:
+def require_adapters(model: nn.Module, # the model to check
+                     config_class: type | None = None, # the method every adapted layer must belong to (None: any)
+                     caller: str = "this", # the function asking, for the error message
+                    ) -> dict[str, AdapterLayer]:
+    "The model's adapted layers; raise if it has none, or if some layer is not `config_class`'s method."
     layers = adapter_layers(model)
     if not layers:
-        raise ValueError("model has no adapters; call apply_adapter(model, config) first")
+        raise ValueError(f"{caller} needs a model with adapters: call apply_adapter(model, config) first")
+    if config_class is not None:
+        wrong = [n for n, m in layers.items() if not isinstance(m, config_class.layer_class)]
+        if wrong:
+            raise TypeError(f"{caller} needs a model adapted with {config_class.__name__}; {wrong[:3]} are "
+                            f"{type(layers[wrong[0]]).__name__} layers")
     return layers
 
 def apply_adapter(model: nn.Module, # the model to adapt, in place
@@ -235,7 +253,7 @@ class AdapterReport:
 
 def adapter_report(model: nn.Module) -> AdapterReport:
     "Coverage and budget of the model's adapters."
-    layers = _require_adapters(model)
+    layers = require_adapters(model)
     adapted = {n: (type(m.base).__name__, m.d_out, m.d_in,
                    sum(p.numel() for k, p in m.named_parameters() if not k.startswith("base.")))
                for n, m in layers.items()}
@@ -245,13 +263,13 @@ def adapter_report(model: nn.Module) -> AdapterReport:
 
 def merge_adapters(model: nn.Module) -> nn.Module:
     "Fold every adapter into its base layer (no extra inference cost)."
-    for m in _require_adapters(model).values():
+    for m in require_adapters(model).values():
         m.merge()
     return model
 
 def unmerge_adapters(model: nn.Module) -> nn.Module:
     "Take every merged adapter back out of its base layer."
-    for m in _require_adapters(model).values():
+    for m in require_adapters(model).values():
         m.unmerge()
     return model
 
@@ -267,7 +285,7 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
 @contextmanager
 def adapters_disabled(model: nn.Module):
     "Run the base model inside the block: adapters are bypassed (merged ones are unmerged first)."
-    layers = list(_require_adapters(model).values())
+    layers = list(require_adapters(model).values())
     merged = [m for m in layers if m.merged]
     for m in merged:
         m.unmerge()
@@ -284,14 +302,14 @@ def adapters_disabled(model: nn.Module):
 # %% ../../nbs/core/adapters.ipynb #32b9f9bb
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     "Only the adapters' tensors, by qualified name."
-    return {f"{n}.{k}": v for n, m in _require_adapters(model).items()
+    return {f"{n}.{k}": v for n, m in require_adapters(model).items()
             for k, v in m.state_dict().items() if not k.startswith("base.")}
 
 def save_adapter(model: nn.Module, # a model with (unmerged) adapters
                  path: str | Path, # the .safetensors file to write
                 ) -> Path:
     "Save the adapters (not the base model) as safetensors, with the config in the header."
-    layers = _require_adapters(model)
+    layers = require_adapters(model)
     if any(m.merged for m in layers.values()):
         raise ValueError("unmerge_adapters(model) before saving: merged adapters are inside the base weights")
     config = model.adapter_config

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..core.adapters import AdapterConfig, AdapterLayer, apply_adapter
+from ..core.adapters import AdapterConfig, AdapterLayer
 
 # %% auto #0
-__all__ = ['BoneLinear', 'BoneConfig', 'apply_bone']
+__all__ = ['apply_bone', 'BoneLinear', 'BoneConfig']
 
 # %% ../../nbs/peft/bone.ipynb #479d927b
 def _blocks(w: torch.Tensor, r: int) -> torch.Tensor:
@@ -80,11 +80,4 @@ class BoneConfig(AdapterConfig):
         if self.variant not in ("bat", "bone"):
             raise ValueError(f"variant must be 'bat' or 'bone', got {self.variant!r}")
 
-def apply_bone(model: nn.Module, # the model to adapt, in place
-               config: BoneConfig | None = None, # a config; or pass its fields as keywords
-               **kwargs, # r=, variant=, target_modules=, exclude_modules=
-              ) -> nn.Module:
-    "Wrap the target layers of `model` with Bone adapters and freeze every other parameter."
-    if config is not None and kwargs:
-        raise TypeError("pass either a BoneConfig or keyword arguments, not both")
-    return apply_adapter(model, config if config is not None else BoneConfig(**kwargs))
+apply_bone = BoneConfig.apply  # apply_bone(model, r=8, variant="bat"), or apply_bone(model, BoneConfig(...))

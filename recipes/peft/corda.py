@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.adapters import adapter_layers, adapters_disabled
+from ..core.adapters import adapters_disabled, require_adapters
 from .lora import LoraConfig
 from .lora_ga import LoraGALinear
 
@@ -66,9 +66,7 @@ def input_covariances(model: nn.Module, # a model with adapters (they are bypass
                       forward: Callable, # forward(model, batch) runs the model on a batch (a loss_fn works)
                      ) -> dict[str, torch.Tensor]:
     "Each adapted layer's input covariance C = mean over calls of xᵀx (x scaled by its max), as (d_in, d_in)."
-    layers = adapter_layers(model)
-    if not layers:
-        raise ValueError("model has no adapters; call apply_adapter(model, CordaConfig(...)) first")
+    layers = require_adapters(model, caller="input_covariances")
     sums = {n: torch.zeros(m.d_in, m.d_in) for n, m in layers.items()}
     calls = dict.fromkeys(layers, 0)
     def hook(name):
@@ -98,11 +96,7 @@ def init_corda(model: nn.Module, # a model after apply_adapter(model, CordaConfi
                forward: Callable, # forward(model, batch), e.g. the task's loss_fn
               ) -> nn.Module:
     "Initialise every CorDA layer from the SVD of W C on `batches`; the model output is unchanged."
-    layers = adapter_layers(model)
-    wrong = [n for n, m in layers.items() if not isinstance(m, CordaLinear)]
-    if not layers or wrong:
-        raise TypeError(f"init_corda needs a model adapted with CordaConfig; "
-                        f"{'no adapters found' if not layers else f'{wrong[:3]} are not CordaLinear'}")
+    layers = require_adapters(model, CordaConfig, caller="init_corda")
     for name, C in input_covariances(model, batches, forward).items():
         layers[name].init_from_covariance(C)
     return model

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..core.adapters import AdapterConfig, AdapterLayer, apply_adapter
+from ..core.adapters import AdapterConfig, AdapterLayer
 
 # %% auto #0
-__all__ = ['SUPPORT_KINDS', 'Support', 'GloraLinear', 'GloraConfig', 'apply_glora']
+__all__ = ['SUPPORT_KINDS', 'apply_glora', 'Support', 'GloraLinear', 'GloraConfig']
 
 # %% ../../nbs/peft/glora.ipynb #97a6dfbf
 SUPPORT_KINDS = {"A": ("none", "scalar", "vector", "lowrank"), "B": ("none", "scalar", "vector", "lowrank"),
@@ -135,11 +135,4 @@ class GloraConfig(AdapterConfig):
         if all(getattr(self, n) == "none" for n in SUPPORT_KINDS):
             raise ValueError("every support (A, B, C, D, E) is 'none': nothing would train")
 
-def apply_glora(model: nn.Module, # the model to adapt, in place
-                config: GloraConfig | None = None, # a config; or pass its fields as keywords
-                **kwargs, # r=, A=, B=, C=, D=, E=, target_modules=, exclude_modules=
-               ) -> nn.Module:
-    "Wrap the target linear layers in GLoRA's unified adapter and freeze everything else."
-    if config is not None and kwargs:
-        raise TypeError("pass either a GloraConfig or keyword arguments, not both")
-    return apply_adapter(model, config if config is not None else GloraConfig(**kwargs))
+apply_glora = GloraConfig.apply  # apply_glora(model, r=4, A="lowrank", ...), or apply_glora(model, GloraConfig(...))

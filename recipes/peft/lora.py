@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.adapters import AdapterConfig, AdapterLayer, apply_adapter
+from ..core.adapters import AdapterConfig, AdapterLayer
 
 # %% auto #0
-__all__ = ['LoraLinear', 'LoraConfig', 'apply_lora']
+__all__ = ['apply_lora', 'LoraLinear', 'LoraConfig']
 
 # %% ../../nbs/peft/lora.ipynb #e1238691
 class LoraLinear(AdapterLayer):
@@ -57,11 +57,4 @@ class LoraConfig(AdapterConfig):
     def scaling(self) -> float:
         return self.alpha / self.r
 
-def apply_lora(model: nn.Module, # the model to adapt, in place
-               config: LoraConfig | None = None, # a config; or pass its fields as keywords
-               **kwargs, # r=, alpha=, dropout=, target_modules=, exclude_modules= (see LoraConfig)
-              ) -> nn.Module:
-    "Wrap the target layers of `model` with LoRA adapters and freeze every other parameter."
-    if config is not None and kwargs:
-        raise TypeError("pass either a LoraConfig or keyword arguments, not both")
-    return apply_adapter(model, config if config is not None else LoraConfig(**kwargs))
+apply_lora = LoraConfig.apply  # apply_lora(model, r=8, target_modules=[...]), or apply_lora(model, LoraConfig(...))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.adapters import adapter_layers, adapters_disabled, apply_adapter
+from ..core.adapters import adapters_disabled, require_adapters
 from .lora import LoraConfig, LoraLinear
 
 # %% auto #0
@@ -87,9 +87,7 @@ def weight_gradients(model: nn.Module, # a model with adapters (they are bypasse
                      loss_fn: Callable, # loss_fn(model, batch) -> loss (or (loss, metrics))
                     ) -> dict[str, torch.Tensor]:
     "Mean gradient of the loss w.r.t. each adapted layer's frozen base weight, as (d_out, d_in)."
-    layers = adapter_layers(model)
-    if not layers:
-        raise ValueError("model has no adapters; call apply_adapter(model, LoraGAConfig(...)) first")
+    layers = require_adapters(model, caller="weight_gradients")
     weights = [m.base.weight for m in layers.values()]
     flags = [w.requires_grad for w in weights]
     was_training = model.training
@@ -118,11 +116,7 @@ def init_lora_ga(model: nn.Module, # a model after apply_adapter(model, LoraGACo
                  loss_fn: Callable, # loss_fn(model, batch) -> loss
                 ) -> nn.Module:
     "Initialise every LoRA-GA layer from the SVD of its full-weight gradient on `batches`; the model output is unchanged."
-    layers = adapter_layers(model)
-    wrong = [n for n, m in layers.items() if not isinstance(m, LoraGALinear)]
-    if not layers or wrong:
-        raise TypeError(f"init_lora_ga needs a model adapted with LoraGAConfig; "
-                        f"{'no adapters found' if not layers else f'{wrong[:3]} are not LoraGALinear'}")
+    layers = require_adapters(model, LoraGAConfig, caller="init_lora_ga")
     for name, g in weight_gradients(model, batches, loss_fn).items():
         layers[name].init_from_gradient(g)
     return model

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.adapters import AdapterConfig, AdapterLayer, apply_adapter
+from ..core.adapters import AdapterConfig, AdapterLayer
 
 # %% auto #0
-__all__ = ['SpectralLinear', 'SpectralConfig', 'svft_pattern', 'SVFTLinear', 'SVFTConfig', 'cayley', 'SpectralAdapterLinear',
-           'SpectralAdapterConfig', 'apply_svft', 'apply_spectral_adapter']
+__all__ = ['apply_svft', 'apply_spectral_adapter', 'SpectralLinear', 'SpectralConfig', 'svft_pattern', 'SVFTLinear', 'SVFTConfig',
+           'cayley', 'SpectralAdapterLinear', 'SpectralAdapterConfig']
 
 # %% ../../nbs/peft/spectral.ipynb #fdf1f75e
 class SpectralLinear(AdapterLayer):
@@ -136,20 +136,6 @@ class SpectralAdapterConfig(SpectralConfig):
         if self.mode not in ("additive", "rotational"):
             raise ValueError(f"mode must be 'additive' or 'rotational', got {self.mode!r}")
 
-def apply_svft(model: nn.Module, # the model to adapt, in place
-               config: SVFTConfig | None = None, # a config; or pass its fields as keywords
-               **kwargs, # rank=, pattern=, off_diag=, target_modules=, exclude_modules=
-              ) -> nn.Module:
-    "Wrap the target layers of `model` with SVFT and freeze everything else."
-    if config is not None and kwargs:
-        raise TypeError("pass either an SVFTConfig or keyword arguments, not both")
-    return apply_adapter(model, config if config is not None else SVFTConfig(**kwargs))
+apply_svft = SVFTConfig.apply  # apply_svft(model, pattern="banded"), or apply_svft(model, SVFTConfig(...))
 
-def apply_spectral_adapter(model: nn.Module, # the model to adapt, in place
-                           config: SpectralAdapterConfig | None = None, # a config; or pass its fields as keywords
-                           **kwargs, # rank=, mode=, target_modules=, exclude_modules=
-                          ) -> nn.Module:
-    "Wrap the target layers of `model` with the Spectral Adapter and freeze everything else."
-    if config is not None and kwargs:
-        raise TypeError("pass either a SpectralAdapterConfig or keyword arguments, not both")
-    return apply_adapter(model, config if config is not None else SpectralAdapterConfig(**kwargs))
+apply_spectral_adapter = SpectralAdapterConfig.apply  # apply_spectral_adapter(model, rank=4), or with a SpectralAdapterConfig

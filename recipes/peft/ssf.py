@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.adapters import AdapterConfig, AdapterLayer, apply_adapter
+from ..core.adapters import AdapterConfig, AdapterLayer
 
 # %% auto #0
-__all__ = ['SSFLinear', 'SSFConfig', 'apply_ssf']
+__all__ = ['apply_ssf', 'SSFLinear', 'SSFConfig']
 
 # %% ../../nbs/peft/ssf.ipynb #6522a223
 class SSFLinear(AdapterLayer):
@@ -53,11 +53,4 @@ class SSFConfig(AdapterConfig):
         if isinstance(self.init_std, bool) or not isinstance(self.init_std, (int, float)) or not 0 <= self.init_std < 1:
             raise ValueError(f"init_std must be a number in [0, 1), got {self.init_std!r}")
 
-def apply_ssf(model: nn.Module, # the model to adapt, in place
-              config: SSFConfig | None = None, # a config; or pass its fields as keywords
-              **kwargs, # init_std=, target_modules=, exclude_modules=
-             ) -> nn.Module:
-    "Add a trainable scale and shift after every target linear layer, and freeze everything else."
-    if config is not None and kwargs:
-        raise TypeError("pass either an SSFConfig or keyword arguments, not both")
-    return apply_adapter(model, config if config is not None else SSFConfig(**kwargs))
+apply_ssf = SSFConfig.apply  # apply_ssf(model, init_std=0.02), or apply_ssf(model, SSFConfig(...))
