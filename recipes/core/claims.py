@@ -119,6 +119,13 @@ class ClaimResult:
                 f"({100 * c.confidence:.0f}% CI [{self.ci_low:+.4g}, {self.ci_high:+.4g}]) over seeds {self.seeds}; "
                 f"the claim needs {c.comparator} {c.margin:g}. Expected: {c.expected}.")
 
+    def _ipython_display_(self):
+        "Show once: `verify` displays the result, so a cell ending in `verify(...)` does not show it twice."
+        if not getattr(self, "_shown", False):
+            from IPython.display import Markdown, display
+            display(Markdown(self._repr_markdown_()))
+            self._shown = True
+
     def assert_expected(self):
         "Fail loudly if the outcome is not what the chapter expected."
         if not self.as_expected:
@@ -150,11 +157,14 @@ def verify(claim: Claim, # the pre-registered claim
     "Check `claim`, record it in the ledger, show it, and assert the outcome is the expected one."
     result = claim.check(method, baseline, seeds)
     record(result)
-    print(result.summary())
     try:
-        from IPython.display import Markdown, display
-        display(Markdown(result._repr_markdown_()))
+        from IPython import get_ipython
+        from IPython.display import display
     except ImportError:
-        pass
+        get_ipython = lambda: None
+    if get_ipython() is None:  # a script: one line on stdout
+        print(result.summary())
+    else:
+        display(result)
     result.assert_expected()
     return result

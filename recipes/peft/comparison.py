@@ -11,7 +11,8 @@ from torch import nn
 from ..core.finetune import FinetuneResult, FinetuneTask, finetune_sweep
 
 # %% auto #0
-__all__ = ['PeftMethod', 'pareto_front', 'compare', 'summary_table', 'peft_methods', 'plot_comparison']
+__all__ = ['PeftMethod', 'pareto_front', 'compare', 'summary_table', 'against_baseline', 'verdict_markdown', 'peft_methods',
+           'plot_comparison']
 
 # %% ../../nbs/peft/comparison.ipynb #735614e0
 @dataclass(frozen=True)
@@ -39,13 +40,29 @@ def compare(task: FinetuneTask, # the transfer task
             lrs: list[float], # one learning-rate grid for every method
             seeds: list[int], # paired seeds
             steps: int, # one step budget for every method
+            select_on: int | None = None, # None: every lr on every seed; k: pick the lr on the first k seeds, run the rest at it
            ) -> dict[str, FinetuneResult]:
     "Run every method through the same sweep; the results by method name."
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")
-    return {m.name: finetune_sweep(task, m.prepare, lrs, seeds, steps, method=m.name, callbacks=m.callbacks)
-            for m in methods}
+    if select_on is not None and not (isinstance(select_on, int) and 1 <= select_on < len(seeds)):
+        raise ValueError(f"select_on must be None or an int from 1 to len(seeds) - 1 = {len(seeds) - 1}, got {select_on!r}")
+    results = {}
+    for m in methods:
+        if select_on is None:
+            results[m.name] = finetune_sweep(task, m.prepare, lrs, seeds, steps, method=m.name, callbacks=m.callbacks)
+            continue
+        # successive halving: the grid on a few seeds, then the other seeds at the winner only
+        screen = finetune_sweep(task, m.prepare, lrs, seeds[:select_on], steps, method=f"{m.name}: lr", callbacks=m.callbacks)
+        i = screen.best()[0]
+        rest = finetune_sweep(task, m.prepare, [lrs[i]], seeds[select_on:], steps, method=m.name, callbacks=m.callbacks)
+        runs = (screen.score.size, rest.score.size)
+        results[m.name] = FinetuneResult(
+            m.name, [lrs[i]], list(seeds), np.concatenate([screen.score[i:i + 1], rest.score], 1),
+            np.concatenate([screen.curves[i:i + 1], rest.curves], 1), screen.trainable,
+            np.average([screen.seconds_per_step, rest.seconds_per_step], weights=runs), task.higher_is_better, screen.memory)
+    return results
 
 def summary_table(task: FinetuneTask, results: dict[str, FinetuneResult], baseline: str = "LoRA") -> str:
     "A Markdown table: best lr, metric at it (mean ± sd), gain over the base model, parameters, time, memory, rank."
@@ -63,6 +80,35 @@ def summary_table(task: FinetuneTask, results: dict[str, FinetuneResult], baseli
                     f"{1e3 * r.seconds_per_step:.1f} | {r.memory['total'] / 1024:.0f} | {'●' if front[n] else ''} |")
     return "\n".join(rows)
 
+def against_baseline(task: FinetuneTask, results: dict[str, FinetuneResult],
+                     baseline: str = "LoRA", # the row every other row is paired with
+                     confidence: float = 0.95, # level of the paired t-interval
+                    ) -> dict[str, list[str]]:
+    "Sort methods into better than, within noise of, and worse than `baseline`: paired t-interval of the difference at each best lr."
+    from scipy import stats
+    if baseline not in results:
+        raise ValueError(f"baseline {baseline!r} is not among the results: {list(results)}")
+    ref = task.gain(results[baseline].best()[1])
+    verdict = {"better": [], "within noise": [], "worse": []}
+    for name, r in results.items():
+        if name == baseline:
+            continue
+        if r.seeds != results[baseline].seeds:
+            raise ValueError(f"{name!r} ran on seeds {r.seeds}, {baseline!r} on {results[baseline].seeds}: not paired")
+        d = task.gain(r.best()[1]) - ref  # positive: better than the baseline, whatever the metric's direction
+        half = stats.t.ppf((1 + confidence) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        verdict["better" if d.mean() - half > 0 else "worse" if d.mean() + half < 0 else "within noise"].append(name)
+    return verdict
+
+def verdict_markdown(task: FinetuneTask, results: dict[str, FinetuneResult], baseline: str = "LoRA") -> str:
+    "The verdicts of `against_baseline` as a short Markdown list, for under the table."
+    v = against_baseline(task, results, baseline)
+    labels = {"better": f"better than {baseline}", "within noise": f"within noise of {baseline}",
+              "worse": f"worse than {baseline}"}
+    head = (f"Against {baseline}, each method at its own best lr (paired 95% t-interval over "
+            f"{len(results[baseline].seeds)} seeds):\n")
+    return head + "\n".join(f"- **{labels[k]}:** {', '.join(names) or 'none'}" for k, names in v.items())
+
 # %% ../../nbs/peft/comparison.ipynb #d5f06a52
 def peft_methods(task: FinetuneTask, # the task: data-dependent initialisations calibrate on its training batches
                  rank: int, # rank of the LoRA family; other methods use a comparable budget or their defaults
@@ -79,7 +125,7 @@ def peft_methods(task: FinetuneTask, # the task: data-dependent initialisations 
     from recipes.peft.bone import BoneConfig
     from recipes.peft.dora import DoraConfig, DoraPruner
     from recipes.peft.corda import CordaConfig, init_corda
-    from recipes.peft.givens import GivensConfig, OFTConfig
+    from recipes.peft.givens import GivensConfig, OFTConfig, QuasiOrthogonalPenalty
     from recipes.peft.glora import GloraConfig
     from recipes.peft.lora_ga import LoraGAConfig, init_lora_ga
     from recipes.peft.lotr import LotrConfig
@@ -110,7 +156,7 @@ def peft_methods(task: FinetuneTask, # the task: data-dependent initialisations 
         PeftMethod("SVFT (banded)", lambda m, s: apply_adapter(m, SVFTConfig())),
         PeftMethod("Spectral Adapter", lambda m, s: apply_adapter(m, SpectralAdapterConfig(rank=rank))),
         PeftMethod("OFT (blocks of 8)", lambda m, s: apply_adapter(m, OFTConfig(block_size=8))),
-        PeftMethod("qGOFT (Givens)", lambda m, s: apply_adapter(m, GivensConfig())),
+        PeftMethod("qGOFT (Givens)", lambda m, s: apply_adapter(m, GivensConfig()), callbacks=lambda: [QuasiOrthogonalPenalty()]),
         PeftMethod("sparse FT (GPS support)", lambda m, s: set_indices(apply_adapter(m, SparseConfig(r=rank)),
                                                                       select_gps(m, dense_gradients(m, task.loss_fn, calib(s))))),
         PeftMethod("GLoRA", lambda m, s: apply_adapter(m, GloraConfig(r=half))),

@@ -4,4 +4,4 @@
 __all__ = []
 
 # %% ../../nbs/peft/comparison_lm.ipynb #1191cafb
-from .comparison import compare, peft_methods, plot_comparison, summary_table
+from .comparison import compare, peft_methods, plot_comparison, summary_table, verdict_markdown

@@ -73,6 +73,12 @@ class SVFTLinear(SpectralLinear):
         m = torch.sigmoid(self.svft_gate) * self.svft_m  # sigmoid(g) m_ij
         return (self.svd_U[:, self.svft_rows] * m) @ self.svd_V[:, self.svft_cols].T  # Σ_Ω m_ij u_i v_jᵀ
 
+    def adapted_forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = torch.sigmoid(self.svft_gate) * self.svft_m
+        z = x @ self.svd_V  # Vᵀx: the input in the right singular basis
+        w = z.new_zeros(*z.shape[:-1], self.r).index_add(-1, self.svft_rows, z[..., self.svft_cols] * m)  # M Vᵀx
+        return self.base(x) + w @ self.svd_U.T  # W0 x + U M Vᵀ x, never forming the d_out × d_in ΔW
+
 @dataclass
 class SVFTConfig(SpectralConfig):
     "SVFT's options: which entries of M train."
