@@ -44,11 +44,24 @@ def _gpt2():
                                       bos_token_id=0, eos_token_id=0))
 
 
+def _bert():
+    from transformers import BertConfig, BertForSequenceClassification
+    torch.manual_seed(0)
+    return BertForSequenceClassification(BertConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=16, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        pad_token_id=0, bos_token_id=0, eos_token_id=0))
+
+
 MODELS = {  # name -> (make_model, inputs)
     "mlp": (_mlp, lambda: torch.randn(4, 16, generator=torch.Generator().manual_seed(1))),
     "llama": (_llama, lambda: {"input_ids": torch.randint(1, 64, (2, 8), generator=torch.Generator().manual_seed(1))}),
     "gpt2": (_gpt2, lambda: {"input_ids": torch.randint(1, 64, (2, 8), generator=torch.Generator().manual_seed(1))}),
+    "bert": (_bert, lambda: {"input_ids": torch.randint(1, 64, (2, 8), generator=torch.Generator().manual_seed(1)),
+                             "attention_mask": torch.tensor([[1] * 8, [1] * 5 + [0] * 3])}),  # one padded row
 }
+
+BERT_ATTENTION = ["query", "key", "value"]  # BERT's names (the layers the MiniLM page adapts)
 
 CASES = [
     Case("LoRA mlp", "recipes.peft.lora:LoraConfig", dict(r=4, alpha=8)),
@@ -99,4 +112,22 @@ CASES = [
     Case("SSF llama (bias-free)", "recipes.peft.ssf:SSFConfig", dict(target_modules=["q_proj", "down_proj"]), "llama",
          starts_at_base=False),
     Case("SSF gpt2 Conv1D", "recipes.peft.ssf:SSFConfig", dict(init_std=0.0, target_modules=["c_attn"]), "gpt2"),
+    # an encoder with BERT's module names, padding mask included
+    Case("LoRA bert", "recipes.peft.lora:LoraConfig", dict(r=2, target_modules=BERT_ATTENTION), "bert"),
+    Case("DoRA (dynamic rank) bert", "recipes.peft.dora:DoraConfig", dict(r=3, target_modules=BERT_ATTENTION), "bert"),
+    Case("LoLDU bert", "recipes.peft.loldu:LolduConfig", dict(target_modules=BERT_ATTENTION), "bert"),
+    Case("Bone (Bat) bert", "recipes.peft.bone:BoneConfig", dict(r=8, target_modules=BERT_ATTENTION), "bert"),
+    Case("LoTR bert", "recipes.peft.lotr:LotrConfig", dict(r=2, target_modules=BERT_ATTENTION), "bert"),
+    Case("SVFT bert", "recipes.peft.spectral:SVFTConfig", dict(target_modules=BERT_ATTENTION), "bert", starts_at_base=False),
+    Case("Spectral Adapter bert", "recipes.peft.spectral:SpectralAdapterConfig", dict(rank=2, target_modules=BERT_ATTENTION), "bert"),
+    Case("OFT bert", "recipes.peft.givens:OFTConfig", dict(block_size=8, target_modules=BERT_ATTENTION), "bert"),
+    Case("qGOFT bert", "recipes.peft.givens:GivensConfig", dict(target_modules=BERT_ATTENTION), "bert"),
+    Case("Sparse FT bert", "recipes.peft.sparse_ft:SparseConfig", dict(r=1, target_modules=BERT_ATTENTION), "bert"),
+    Case("RoSA bert", "recipes.peft.sparse_ft_rosa:RosaConfig", dict(r=1, sparse_r=1, target_modules=BERT_ATTENTION), "bert"),
+    Case("GLoRA bert", "recipes.peft.glora:GloraConfig", dict(target_modules=BERT_ATTENTION), "bert"),
+    Case("SSF bert", "recipes.peft.ssf:SSFConfig", dict(target_modules=BERT_ATTENTION), "bert", starts_at_base=False),
+    Case("Asymmetric LoRA (B only) bert", "recipes.peft.asymmetry:AsymmetricLoraConfig",
+         dict(r=2, train="B", target_modules=BERT_ATTENTION), "bert"),
+    Case("LoRA-GA bert", "recipes.peft.lora_ga:LoraGAConfig", dict(r=2, target_modules=BERT_ATTENTION), "bert"),
+    Case("CorDA bert", "recipes.peft.corda:CordaConfig", dict(r=2, mode="ipm", target_modules=BERT_ATTENTION), "bert"),
 ]
