@@ -266,7 +266,8 @@ def lr_sweep(make_optimizer: Callable[[list], torch.optim.Optimizer], # make_opt
              epochs: int = 10, # passes over the 1,438 training digits
              batch_size: int = 64, # mini-batch size
              hidden: int = 64, # width of the MLP's hidden layer
-             vectorized: bool = True, # one Ensemble for everything (exact for elementwise optimizers only)
+             vectorized: bool = True, # one Ensemble for everything (exact for elementwise optimizers, or with per_member)
+             per_member: bool = False, # one optimizer group per (lr, seed), for optimizers with group-wide statistics
              desc: str = "lr sweep", # progress label
             ) -> Sweep:
     "Train a digits MLP for each (learning rate, seed) pair and return their metrics."
@@ -280,7 +281,7 @@ def lr_sweep(make_optimizer: Callable[[list], torch.optim.Optimizer], # make_opt
     d, t0 = load_digits_split(), time.perf_counter()
 
     def run(run_lrs, run_seeds, label):
-        ens = Ensemble(lambda: MLP(64, hidden, 10), run_seeds, groups=len(run_lrs))
+        ens = Ensemble(lambda: MLP(64, hidden, 10), run_seeds, groups=len(run_lrs), split=per_member)
         loader = EnsembleLoader({"x": d.x_train, "y": d.y_train}, batch_size, run_seeds, groups=len(run_lrs))
         def loss_fn(model, batch):
             per_member = member_cross_entropy(model(batch["x"]), batch["y"])

@@ -255,6 +255,7 @@ class Ensemble(nn.Module):
                  make_model: Callable[[], nn.Module], # builds one member (called after seeding)
                  seeds: list[int], # one initialization seed per member within a group
                  groups: int = 1, # e.g. one group per learning rate or method
+                 split: bool = False, # one tensor (and optimizer group) per member, for optimizers with group-wide statistics
                 ):
         super().__init__()
         seeds = list(seeds)
@@ -268,10 +269,14 @@ class Ensemble(nn.Module):
             raise TypeError("Ensemble supports models without buffers; BatchNorm's running statistics "
                             "can't be vmapped (use LayerNorm or GroupNorm)")
         params, _ = torch.func.stack_module_state(members)
-        self.make_model, self.seeds, self.n_groups = make_model, seeds, groups
+        self.make_model, self.seeds, self.n_groups, self.split = make_model, seeds, groups, split
         self.names = list(params)
-        self.groups = nn.ModuleList(
-            nn.ParameterList([nn.Parameter(params[n].detach().clone()) for n in self.names]) for _ in range(groups))
+        copy_of = lambda t: nn.Parameter(t.detach().clone())
+        if split:  # groups[g][s][i]: member (g, s)'s parameter i
+            self.groups = nn.ModuleList(nn.ModuleList(nn.ParameterList([copy_of(params[n][s]) for n in self.names])
+                                                      for s in range(len(seeds))) for _ in range(groups))
+        else:  # groups[g][i]: parameter i of every seed in group g, stacked
+            self.groups = nn.ModuleList(nn.ParameterList([copy_of(params[n]) for n in self.names]) for _ in range(groups))
         self._base = [copy.deepcopy(members[0]).to("meta")]  # a list keeps it out of the module tree
 
     @property
@@ -281,6 +286,8 @@ class Ensemble(nn.Module):
 
     def stacked(self) -> dict[str, torch.Tensor]:
         "Every parameter with the member dimension first, shape (size, ...)."
+        if self.split:
+            return {n: torch.stack([m[i] for g in self.groups for m in g]) for i, n in enumerate(self.names)}
         return {n: torch.cat([g[i] for g in self.groups]) for i, n in enumerate(self.names)}
 
     def forward(self, x: torch.Tensor, # inputs with the member dimension first: (size, batch, ...)
@@ -295,10 +302,12 @@ class Ensemble(nn.Module):
     def param_groups(self, lrs: list[float], # one learning rate per group
                      **options, # other optimizer options shared by all groups
                     ) -> list[dict]:
-        "Optimizer parameter groups, one per ensemble group, each with its own learning rate."
+        "Optimizer parameter groups, one per ensemble group (or per member if `split`), each with its group's learning rate."
         if len(lrs) != self.n_groups:
             raise ValueError(f"need one learning rate per group ({self.n_groups}), got {len(lrs)}")
-        return [{"params": list(g.parameters()), "lr": lr, **options} for g, lr in zip(self.groups, lrs)]
+        members = lambda g: list(g) if self.split else [g]
+        return [{"params": list(m.parameters()), "lr": lr, **options}
+                for g, lr in zip(self.groups, lrs) for m in members(g)]
 
     def grid(self, values) -> np.ndarray:
         "Reshape per-member values (size, ...) to (groups, seeds, ...)."
@@ -311,7 +320,8 @@ class Ensemble(nn.Module):
             raise IndexError(f"member index must be in [0, {self.size}), got {index}")
         g, s = divmod(index, len(self.seeds))
         model = self.make_model()
-        model.load_state_dict({n: self.groups[g][i][s].detach().clone() for i, n in enumerate(self.names)})
+        at = (lambda i: self.groups[g][s][i]) if self.split else (lambda i: self.groups[g][i][s])
+        model.load_state_dict({n: at(i).detach().clone() for i, n in enumerate(self.names)})
         return model
 
 # %% ../../nbs/core/train.ipynb #d113750a
