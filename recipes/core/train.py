@@ -106,6 +106,7 @@ class Callback:
     def before_fit(self, trainer): pass
     def before_step(self, trainer): pass
     def after_loss(self, trainer): pass  # may replace trainer.loss before backward
+    def after_backward(self, trainer): pass  # gradients exist; may edit them (before GradClip's global clip and the step)
     def after_step(self, trainer): pass  # after the optimizer step
     def after_epoch(self, trainer): pass
     def after_fit(self, trainer): pass
@@ -172,6 +173,7 @@ class Trainer:
         if backward:
             self.optimizer.zero_grad(set_to_none=True)
             self.accelerator.backward(self.loss)
+            self._hook("after_backward")
             if self.clip_grad_norm is not None:
                 self.accelerator.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         return self.loss

@@ -32,18 +32,9 @@ class ComponentClip(Callback):
                 ):
         if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or not max_norm > 0:
             raise ValueError(f"max_norm must be a number > 0, got {max_norm!r}")
-        self.max_norm, self.handles = float(max_norm), []
+        self.max_norm = float(max_norm)
         self.clipped = 0  # how many component gradients were scaled down so far
 
-    def _clip(self, p: torch.Tensor):
-        norm = clip_components_([p], self.max_norm)
-        self.clipped += int((norm > self.max_norm).sum())
-
-    def before_fit(self, trainer):
-        self.handles = [p.register_post_accumulate_grad_hook(self._clip)
-                        for p in trainer.model.parameters() if p.requires_grad]
-
-    def after_fit(self, trainer):
-        for h in self.handles:
-            h.remove()
-        self.handles = []
+    def after_backward(self, trainer):
+        norms = clip_components_([p for p in trainer.model.parameters() if p.requires_grad], self.max_norm)
+        self.clipped += int((norms > self.max_norm).sum())

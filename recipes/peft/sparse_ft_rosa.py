@@ -62,17 +62,13 @@ class GMT(Callback):
             raise ValueError(f"rule must be 'magnitude' or 'random', got {rule!r}")
         self.keep, self.rule = keep, rule
 
-    def _mask(self, p: torch.Tensor):
-        g = p.grad
+    def _mask(self, g: torch.Tensor):
         n = max(1, int(self.keep * g.numel()))
         score = g.abs() if self.rule == "magnitude" else torch.rand(g.shape, device=g.device)
         tau = score.flatten().kthvalue(g.numel() - n + 1).values  # the n-th largest score
         g.mul_(score >= tau)  # g ← g ⊙ [score ≥ τ]
 
-    def before_fit(self, trainer):
-        self.handles = [p.register_post_accumulate_grad_hook(self._mask)
-                        for p in trainer.model.parameters() if p.requires_grad]
-
-    def after_fit(self, trainer):
-        for h in self.handles:
-            h.remove()
+    def after_backward(self, trainer):
+        for p in trainer.model.parameters():
+            if p.grad is not None:
+                self._mask(p.grad)
