@@ -101,9 +101,9 @@ class OptimisticAMSGrad(AMSGrad):
         halves = [s["half"] for s in states]
         super().update(group, halves, grads, states)  # w_{t+1/2} = w_{t−1/2} − η θ̂_t / (√v̂_t + ε)
         guesses = self.predict(group, grads, states)  # m_{t+1}
-        h = torch._foreach_sub(guesses, grads)
-        torch._foreach_mul_(h, 1 - beta1)
-        torch._foreach_add_(h, [s["exp_avg"] for s in states])  # h = θ_t + (1 − β1)(m_{t+1} − g_t) = β1 θ_{t−1} + (1 − β1) m_{t+1}
+        h = [s["exp_avg"] for s in states]  # h = θ_t + (1 − β1)(m_{t+1} − g_t) = β1 θ_{t−1} + (1 − β1) m_{t+1}:
+        if guesses is not grads:  # θ_t itself when the guess is the last gradient; otherwise add the correction
+            h = torch._foreach_add(h, torch._foreach_sub(guesses, grads), alpha=1 - beta1)
         v_max = [s["max_exp_avg_sq"] for s in states]  # already max(v̂_{t−1}, v_t): the hook only rebuilds √v̂ + ε
         denom = self.denominator(group, v_max, states)
         step = [-group["lr"] / (1 - beta1 ** s["step"]) for s in states]
