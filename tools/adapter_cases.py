@@ -53,6 +53,10 @@ def _bert():
         pad_token_id=0, bos_token_id=0, eos_token_id=0))
 
 
+def _bert_encoder():  # a bare BertModel: outputs last_hidden_state, no logits
+    return _bert().bert
+
+
 MODELS = {  # name -> (make_model, inputs)
     "mlp": (_mlp, lambda: torch.randn(4, 16, generator=torch.Generator().manual_seed(1))),
     "llama": (_llama, lambda: {"input_ids": torch.randint(1, 64, (2, 8), generator=torch.Generator().manual_seed(1))}),
@@ -61,6 +65,7 @@ MODELS = {  # name -> (make_model, inputs)
                              "attention_mask": torch.tensor([[1] * 8, [1] * 5 + [0] * 3])}),  # one padded row
 }
 
+MODELS["bert-encoder"] = (_bert_encoder, MODELS["bert"][1])
 BERT_ATTENTION = ["query", "key", "value"]  # BERT's names (the layers the MiniLM page adapts)
 
 CASES = [
@@ -114,6 +119,8 @@ CASES = [
     Case("SSF gpt2 Conv1D", "recipes.peft.ssf:SSFConfig", dict(init_std=0.0, target_modules=["c_attn"]), "gpt2"),
     # an encoder with BERT's module names, padding mask included
     Case("LoRA bert", "recipes.peft.lora:LoraConfig", dict(r=2, target_modules=BERT_ATTENTION), "bert"),
+    Case("LoRA bert encoder (no head)", "recipes.peft.lora:LoraConfig", dict(r=2, target_modules=["query", "value"]),
+         "bert-encoder"),
     Case("DoRA (dynamic rank) bert", "recipes.peft.dora:DoraConfig", dict(r=3, target_modules=BERT_ATTENTION), "bert"),
     Case("LoLDU bert", "recipes.peft.loldu:LolduConfig", dict(target_modules=BERT_ATTENTION), "bert"),
     Case("Bone (Bat) bert", "recipes.peft.bone:BoneConfig", dict(r=8, target_modules=BERT_ATTENTION), "bert"),

@@ -344,7 +344,10 @@ def load_adapter(model: nn.Module, # a base model (adapters are added) or a mode
 # %% ../../nbs/core/adapters.ipynb #8053e34f
 def _outputs(model, inputs):
     out = model(**inputs) if isinstance(inputs, dict) else model(inputs)
-    return out.logits if hasattr(out, "logits") else out
+    for field in ("logits", "last_hidden_state"):  # transformers heads, then bare encoders (BertModel, ...)
+        if hasattr(out, field):
+            return getattr(out, field)
+    return out
 
 def check_adapter(make_model, # make_model() -> a fresh base model (same weights every call)
                   config: AdapterConfig, # the method to check
@@ -378,7 +381,9 @@ def check_adapter(make_model, # make_model() -> a fresh base model (same weights
     assert trainable and trainable <= in_adapters, f"trainable parameters outside adapters: {sorted(trainable - in_adapters)[:3]}"
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    _outputs(model, inputs).float().pow(2).mean().backward()
+    y = _outputs(model, inputs).float()
+    # a fixed random direction, not ‖y‖²: a LayerNorm output has constant ‖y‖² and would give zero gradients
+    (y * torch.randn(y.shape, generator=torch.Generator().manual_seed(0)).to(y.device)).mean().backward()
     opt.step()
     after = model.state_dict()
     frozen_moved = [k for k, v in base_tensors.items() if not torch.equal(after[k], v)]
