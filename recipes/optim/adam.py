@@ -93,6 +93,10 @@ class OptimisticAMSGrad(AMSGrad):
         "The guess m_{t+1} of the next gradient: the last gradient (subclasses may extrapolate)."
         return grads
 
+    def denominator(self, group, v, states):
+        self._denom = super().denominator(group, v, states)  # √v̂_t + ε, kept for the optimistic step of this update
+        return self._denom
+
     def update(self, group, params, grads, states):
         (beta1, _), wd = group["betas"], group["weight_decay"]
         if wd and not group["decoupled"]:
@@ -104,8 +108,7 @@ class OptimisticAMSGrad(AMSGrad):
         h = [s["exp_avg"] for s in states]  # h = θ_t + (1 − β1)(m_{t+1} − g_t) = β1 θ_{t−1} + (1 − β1) m_{t+1}:
         if guesses is not grads:  # θ_t itself when the guess is the last gradient; otherwise add the correction
             h = torch._foreach_add(h, torch._foreach_sub(guesses, grads), alpha=1 - beta1)
-        v_max = [s["max_exp_avg_sq"] for s in states]  # already max(v̂_{t−1}, v_t): the hook only rebuilds √v̂ + ε
-        denom = self.denominator(group, v_max, states)
+        denom, self._denom = self._denom, None  # √v̂_t + ε from the half step
         step = [-group["lr"] / (1 - beta1 ** s["step"]) for s in states]
         torch._foreach_copy_(params, halves)
         torch._foreach_addcdiv_(params, h, denom, step)  # w_{t+1} = w_{t+1/2} − η ĥ_{t+1} / (√v̂_t + ε)
