@@ -46,7 +46,8 @@ def compare(task: FinetuneTask, # the transfer task
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")
-    if select_on is not None and not (isinstance(select_on, int) and 1 <= select_on < len(seeds)):
+    if select_on is not None and (isinstance(select_on, bool) or not isinstance(select_on, int)
+                                  or not 1 <= select_on < len(seeds)):
         raise ValueError(f"select_on must be None or an int from 1 to len(seeds) - 1 = {len(seeds) - 1}, got {select_on!r}")
     results = {}
     for m in methods:
