@@ -85,9 +85,8 @@ class GivensLinear(InputRotationLinear):
         super().__init__(base, config)
         stages = givens_tree(self.d_in)
         self.quasi = config.quasi
-        self.register_buffer("givens_pairs", torch.cat(stages), persistent=False)  # (d − 1, 2) planes, stage by stage
-        self.stage_sizes = [len(s) for s in stages]
-        n = len(self.givens_pairs)
+        self.stage_sizes = [len(s) for s in stages]  # planes per stage; the planes themselves follow from the layout
+        n = sum(self.stage_sizes)  # d − 1
         if self.quasi:  # a free 2×2 block [[a, b], [c, e]] per plane, starting at the identity
             self.givens_blocks = nn.Parameter(torch.tensor([1.0, 0.0, 0.0, 1.0], **self.factory()).repeat(n, 1))
         else:  # one angle θ per plane
@@ -106,9 +105,10 @@ class GivensLinear(InputRotationLinear):
         # Stage ℓ pairs i with i + 2^ℓ inside aligned groups of 2^(ℓ+1), so after it R is block-diagonal with
         # blocks of that size: R is kept as its diagonal blocks (n, s, s), on d padded to a power of two
         # whose extra planes are identities, and the work is O(d · s) a stage, not O(d³) (or O(d²)).
-        R = self.givens_pairs.new_ones(1 << (self.d_in - 1).bit_length(), 1, 1, dtype=self.factory()["dtype"])
+        all_blocks = self.blocks()
+        R = all_blocks.new_ones(1 << (self.d_in - 1).bit_length(), 1, 1)
         identity = R.new_tensor([1.0, 0.0, 0.0, 1.0])
-        for blocks in self.blocks().split(self.stage_sizes):
+        for blocks in all_blocks.split(self.stage_sizes):
             n, s = R.shape[0] // 2, R.shape[1]  # planes of the padded stage, size of the current blocks
             blocks = torch.cat([blocks, identity.expand(n - len(blocks), 4)])  # padding planes leave R alone
             a, b, c, e = blocks.T[:, :, None, None]  # plane k: [[a, b], [c, e]] on columns 0 and s of group k
