@@ -1,24 +1,38 @@
-"""The book's runner: execute chapters with papermill, aggregate the ledger, write the generated pages.
+"""The book's runner: execute chapters with papermill, keep each chapter's record, check runs against it, write the pages.
 
-    python tools/book.py run [--jobs N] [--force] [NAME ...]   execute chapters (skips unchanged ones)
+    python tools/book.py run [--jobs N] [--force] [NAME ...]   execute chapters, merge each run into ledger/<theme>/<name>.json
+    python tools/book.py stale                                  chapters whose committed record no longer matches their code
     python tools/book.py pages                                  ledger.json + book/{reproductions,coverage,timing}.md
-    python tools/book.py summary                                one screen: chapters, claims, runtime
+    python tools/book.py summary                                one screen: chapters, verdicts, runtime
+    python tools/book.py select [--budget S] [--key K]          the chapters a `make test` run executes
     python tools/book.py catalog PATH                           refresh data/catalog.csv from the paper catalog
+
+A chapter's record (`ledger/<theme>/<name>.json`, committed) holds the fingerprint of the code that
+produced it, its runtime, and per claim: a stable id, its spec (statement, metric, method, baseline,
+comparator, margin and the margin's source, seeds, confidence), the per-seed values, the three-way
+verdict, the date it was registered, and the history of every amendment to its spec.
 """
 from __future__ import annotations
 
-import argparse, csv, hashlib, json, os, re, sys, time
+import argparse, csv, datetime, hashlib, json, math, os, random, re, subprocess, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS, BOOK, PKG = ROOT / "nbs", ROOT / "book", ROOT / "recipes"
-EXECUTED = BOOK / "chapters"
-LEDGER = ROOT / "ledger.json"
+EXECUTED = BOOK / "chapters"  # papermill's executed copies and their run files (not committed)
+RECORDS = ROOT / "ledger"  # one committed record per chapter
+LEDGER = ROOT / "ledger.json"  # the generated aggregate (not committed)
 CATALOG = ROOT / "data" / "catalog.csv"
 FOUNDATIONS = ROOT / "data" / "foundations.csv"
-BUDGET_SECONDS = 60
+FIRST_EDITION = ROOT / "data" / "first_edition.json"
+BUDGET_SECONDS = 60  # one chapter's default run on 2 cores
+TEST_BUDGET_SECONDS = 900  # chapter time a `make test` run spends (15 minutes on 2 cores)
+VERDICTS = ("reproduced", "refuted", "inconclusive", "holds", "fails")
+OPPOSITE = {"reproduced": "refuted", "refuted": "reproduced", "holds": "fails", "fails": "holds"}
+# Another CPU kernel set than this machine's, so that fragile asserts show up on one machine.
+PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
 
 
 def chapters() -> list[str]:
@@ -86,25 +100,40 @@ def _tidy(out: Path):
     nbformat.write(nb, out)
 
 
-def execute(name: str, out: Path, parameters: dict | None = None) -> dict:
-    """Execute chapter `name` with papermill into `out`; return its record (claims, seconds, error).
+@contextmanager
+def _environ(overrides: dict | None):
+    "Set environment variables for the kernels started inside the block (they inherit this process's environment)."
+    saved = {k: os.environ.get(k) for k in (overrides or {})}
+    os.environ.update(overrides or {})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def execute(name: str, out: Path, parameters: dict | None = None, env: dict | None = None) -> dict:
+    """Execute chapter `name` with papermill into `out`; return the run (claims, seconds, warnings).
+    `env` sets extra environment variables for the kernel (e.g. another CPU kernel set).
     Raises papermill's PapermillExecutionError (with the failing cell's traceback) if a cell fails."""
     import papermill as pm
     out.parent.mkdir(parents=True, exist_ok=True)
-    record_file = out.with_suffix(".claims.json")
-    record_file.unlink(missing_ok=True)
+    claims_file = out.with_suffix(".claims.json")
+    claims_file.unlink(missing_ok=True)
     # tqdm.auto warns in any kernel without ipywidgets (transformers and datasets import it); the book shows no such noise
-    os.environ.update(RECIPES_RECORDS=str(record_file), OMP_NUM_THREADS="1", PYDEVD_DISABLE_FILE_VALIDATION="1",
-                      PYTHONWARNINGS="ignore:IProgress not found")
+    kernel_env = dict(RECIPES_RECORDS=str(claims_file), OMP_NUM_THREADS="1", PYDEVD_DISABLE_FILE_VALIDATION="1",
+                      PYTHONWARNINGS="ignore:IProgress not found", **(env or {}))
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(NBS / f"{name}.ipynb"), str(out), parameters=parameters or {},
-                            kernel_name="python3", cwd=str(ROOT), progress_bar=False)
+        with _environ(kernel_env):
+            pm.execute_notebook(str(NBS / f"{name}.ipynb"), str(out), parameters=parameters or {},
+                                kernel_name="python3", cwd=str(ROOT), progress_bar=False)
     finally:
         seconds = round(time.perf_counter() - start, 1)
         if out.exists():
             _tidy(out)
-    claims = json.loads(record_file.read_text())["claims"] if record_file.exists() else []
+    claims = json.loads(claims_file.read_text())["claims"] if claims_file.exists() else []
+    claims_file.unlink(missing_ok=True)
     return {"chapter": name, "title": chapter_title(name), "seconds": seconds, "claims": claims,
             "warnings": raw_warnings(out)}
 
@@ -112,9 +141,9 @@ def execute(name: str, out: Path, parameters: dict | None = None) -> dict:
 def raw_warnings(executed: Path) -> list[str]:
     "Warnings an executed notebook printed to stderr: they would show raw in the book."
     nb = json.loads(executed.read_text())
-    return [o.get("text", "")[:300] if isinstance(o.get("text"), str) else "".join(o.get("text", []))[:300]
-            for c in nb["cells"] for o in c.get("outputs", [])
-            if o.get("name") == "stderr" and "Warning" in (o["text"] if isinstance(o.get("text"), str) else "".join(o.get("text", [])))]
+    texts = ["".join(o["text"]) if isinstance(o.get("text"), list) else o.get("text", "")
+             for c in nb["cells"] for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    return [t[:300] for t in texts if "Warning" in t]
 
 
 def chapter_title(name: str) -> str:
@@ -143,24 +172,173 @@ def _stderr_to(path: Path):
         os.close(saved)
 
 
-def _run_one(name: str, force: bool) -> tuple[str, str]:
-    out = EXECUTED / f"{name}.ipynb"
-    record_path = EXECUTED / f"{name}.record.json"
+# ---------------------------------------------------------------------------------------------
+# Runs and records
+
+def record_path(name: str) -> Path:
+    "The committed record of chapter `name`."
+    return RECORDS / f"{name}.json"
+
+
+def load_record(name: str) -> dict | None:
+    p = record_path(name)
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def run_chapter(name: str, force: bool = False, env: dict | None = None, out: Path | None = None) -> dict:
+    """Execute chapter `name` at its default parameters into `out` (default: its executed copy under book/chapters)
+    and write the run next to it. Without `force`, a run of the same code that already succeeded is reused.
+    Never raises for a failing chapter: the run carries the error."""
+    out = out or EXECUTED / f"{name}.ipynb"
+    path = out.with_suffix(".run.json")
     fp = fingerprint(name, {})
-    if not force and out.exists() and record_path.exists():
-        old = json.loads(record_path.read_text())
-        if old.get("fingerprint") == fp and not old.get("error"):
-            return name, "unchanged, skipped"
+    if not force and out.exists() and path.exists():
+        old = json.loads(path.read_text())
+        if old.get("fingerprint") == fp and not old.get("error") and not env:
+            return {**old, "reused": True}
+    from papermill.exceptions import PapermillExecutionError
     try:
-        with _stderr_to(EXECUTED / f"{name}.kernel.log"):
-            rec = execute(name, out)
-        rec["fingerprint"] = fp
-        status = f"ok in {rec['seconds']} s"
-    except Exception as e:  # record the failure; `run` exits non-zero
-        rec = {"chapter": name, "title": chapter_title(name), "seconds": None, "claims": [], "error": str(e)[-2000:]}
-        status = "FAILED"
-    record_path.write_text(json.dumps(rec, indent=1))
-    return name, status
+        with _stderr_to(out.with_suffix(".kernel.log")):
+            run = execute(name, out, env=env)
+    except PapermillExecutionError as e:
+        trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(e.traceback))  # plain text for logs
+        run = {"chapter": name, "title": chapter_title(name), "seconds": None, "claims": [], "warnings": [],
+               "error": f"cell {e.exec_count} raised {e.ename}: {e.evalue}\n\n{trace}"[-4000:]}
+    except Exception as e:  # the kernel died, or papermill could not start it
+        run = {"chapter": name, "title": chapter_title(name), "seconds": None, "claims": [], "warnings": [],
+               "error": f"{type(e).__name__}: {e}"[-4000:]}
+    run.update(fingerprint=fp, env=env or {})
+    path.write_text(json.dumps(run, indent=1, ensure_ascii=False))
+    return run
+
+
+def _first_edition() -> dict[int, dict]:
+    return {c["number"]: c for c in json.loads(FIRST_EDITION.read_text())["claims"]}
+
+
+# Spec fields whose change is an amendment (fields the first edition did not have are not compared).
+def _changes(old: dict, new: dict) -> dict:
+    return {k: [old[k], new[k]] for k in new if k in old and old[k] != new[k]}
+
+
+def _registration(claim: dict, today: str) -> list[dict]:
+    "The start of a new claim's history: registered today, or continued from the first edition's claim."
+    number = claim.get("first_edition")
+    if number is None:
+        return [{"date": today, "event": "registered"}]
+    first = _first_edition().get(number)
+    if first is None:
+        raise ValueError(f"claim {claim['id']!r} continues first-edition claim {number}, which "
+                         f"{FIRST_EDITION.relative_to(ROOT)} does not hold")
+    history = [{"date": first["date"], "event": "first edition", "claim": number, "spec": first["spec"],
+                "verdict": first["verdict"], "mean": first["mean"], "ci": [first["ci_low"], first["ci_high"]]}]
+    changes = _changes(first["spec"], claim["spec"])
+    if changes:
+        history.append({"date": today, "event": "amended", "changes": changes})
+    return history
+
+
+def merge(old: dict | None, run: dict, today: str | None = None) -> dict:
+    """The chapter's new record: `run`'s values and verdicts, with each claim's registration and the history
+    of its spec carried over from `old` (and a dated amendment wherever the spec changed)."""
+    if run.get("error"):
+        raise ValueError(f"{run['chapter']}: a failed run is not a record")
+    today = today or datetime.date.today().isoformat()
+    previous = {c["id"]: c for c in (old or {}).get("claims", [])}
+    claims = []
+    for c in run["claims"]:
+        prev = previous.pop(c["id"], None)
+        if prev is None:
+            history = _registration(c, today)
+        else:
+            history = list(prev["history"])
+            changes = _changes(prev["spec"], c["spec"])
+            if changes:
+                history.append({"date": today, "event": "amended", "changes": changes})
+        claims.append({"id": c["id"], "registered": history[0]["date"], "history": history,
+                       **{k: v for k, v in c.items() if k != "id"}})
+    withdrawn = list((old or {}).get("withdrawn", [])) + [
+        {"id": cid, "date": today, "spec": p["spec"], "last_verdict": p["verdict"]} for cid, p in previous.items()]
+    return {"chapter": run["chapter"], "title": run["title"], "fingerprint": run["fingerprint"],
+            "seconds": run["seconds"], "claims": claims, "withdrawn": withdrawn}
+
+
+def regressions(committed: dict | None, run: dict) -> tuple[list[str], list[str]]:
+    """Compare a fresh run with the chapter's committed record: (failures, notes).
+    A failure is an error, a missing claim, or a claim that moved between reproduced and refuted (or holds and
+    fails); a move to or from inconclusive is a note."""
+    name = run["chapter"]
+    if run.get("error"):
+        return [f"{name} failed: {run['error']}"], []
+    if committed is None:
+        return [f"{name} has no committed record; run `python tools/book.py run {name}` and commit "
+                f"{record_path(name).relative_to(ROOT)}"], []
+    fresh = {c["id"]: c for c in run["claims"]}
+    failures, notes = [], []
+    for c in committed["claims"]:
+        f = fresh.get(c["id"])
+        if f is None:
+            failures.append(f"{name}: claim {c['id']!r} is in the record but the run did not check it")
+        elif f["verdict"] == OPPOSITE.get(c["verdict"]):
+            failures.append(f"{name}: claim {c['id']!r} moved from {c['verdict']} (mean {c['mean']:+.4g}) to "
+                            f"{f['verdict']} (mean {f['mean']:+.4g}, CI [{f['ci_low']:+.4g}, {f['ci_high']:+.4g}])")
+        elif f["verdict"] != c["verdict"]:
+            notes.append(f"{name}: claim {c['id']!r} moved from {c['verdict']} to {f['verdict']} "
+                         f"(mean {c['mean']:+.4g} -> {f['mean']:+.4g})")
+    known = {c["id"] for c in committed["claims"]}
+    notes += [f"{name}: claim {cid!r} is not in the committed record yet" for cid in fresh if cid not in known]
+    return failures, notes
+
+
+def stale(names: list[str] | None = None) -> list[tuple[str, str]]:
+    "Chapters whose committed record is missing or was made by other code than today's: (chapter, reason)."
+    out = []
+    for name in names or chapters():
+        rec = load_record(name)
+        if rec is None:
+            out.append((name, "no record"))
+        elif rec.get("fingerprint") != fingerprint(name, {}):
+            out.append((name, "its code changed since the record was written"))
+    return out
+
+
+def refresh_command(names: list[str]) -> str:
+    return ".venv/bin/python tools/book.py run " + " ".join(names)
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "no-commit"
+
+
+def select(budget: float = TEST_BUDGET_SECONDS, key: str | None = None, seconds: dict[str, float] | None = None) -> list[str]:
+    """The chapters one `make test` run executes: a rotating sample drawn from `key` (default: the commit hash),
+    taken in that order while their recorded seconds fit `budget`. Over successive commits every chapter runs."""
+    if seconds is None:
+        seconds = {n: (load_record(n) or {}).get("seconds") or BUDGET_SECONDS for n in chapters()}
+    order = sorted(seconds)
+    random.Random(key or _commit()).shuffle(order)
+    chosen, used = [], 0.0
+    for name in order:
+        if used + seconds[name] <= budget:
+            chosen.append(name)
+            used += seconds[name]
+    return sorted(chosen)
+
+
+def _run_one(name: str, force: bool) -> tuple[str, str, list[str], list[str]]:
+    run = run_chapter(name, force=force)
+    if run.get("error"):
+        return name, "FAILED", [run["error"]], []
+    old = load_record(name)
+    failures, notes = regressions(old, run) if old else ([], [])
+    record_path(name).parent.mkdir(parents=True, exist_ok=True)
+    record_path(name).write_text(json.dumps(merge(old, run), indent=1, ensure_ascii=False) + "\n")
+    how = "reused the executed copy" if run.get("reused") else f"ok in {run['seconds']} s"
+    return name, how, failures, notes
 
 
 def run(names: list[str], jobs: int, force: bool) -> int:
@@ -168,28 +346,71 @@ def run(names: list[str], jobs: int, force: bool) -> int:
     unknown = sorted(set(names) - set(chapters()))
     if unknown:
         sys.exit(f"unknown chapters {unknown}; known: {chapters()}")
-    failed = []
+    failed, moves = [], []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for name, status in pool.map(_run_one, names, [force] * len(names)):
+        for name, status, failures, notes in pool.map(_run_one, names, [force] * len(names)):
             print(f"  {name:<32} {status}", flush=True)
             if status == "FAILED":
-                failed.append(name)
-    for name in failed:
-        print(f"\n--- {name} failed ---\n" + json.loads((EXECUTED / f"{name}.record.json").read_text())["error"])
+                failed.append((name, failures[0]))
+            moves += failures + notes
+    (EXECUTED / "moves.json").write_text(json.dumps(moves, indent=1, ensure_ascii=False))
+    for line in moves:
+        print(f"  moved: {line}")
+    for name, error in failed:
+        print(f"\n--- {name} failed ---\n{error}")
     return 1 if failed else 0
 
 
-def _records() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(EXECUTED.rglob("*.record.json"))]
+def fresh_seeds(name: str, offset: int = 1000) -> list[int]:
+    "The chapter's default seeds, each moved by `offset`: seeds nobody tuned on."
+    import ast, papermill as pm
+    default = pm.inspect_notebook(str(NBS / f"{name}.ipynb"))["seeds"]["default"]
+    return [int(s) + offset for s in ast.literal_eval(default)]
+
+
+def _fresh_one(name: str) -> dict:
+    out = ROOT / ".fresh" / f"{name}.ipynb"
+    seeds = fresh_seeds(name)
+    try:
+        with _stderr_to(out.with_suffix(".kernel.log")):
+            run = execute(name, out, parameters={"seeds": seeds})
+    except Exception as e:
+        run = {"chapter": name, "claims": [], "error": f"{type(e).__name__}: {str(e)[-500:]}"}
+    return {**run, "seeds": seeds}
+
+
+def fresh(names: list[str], jobs: int) -> None:
+    "Re-run chapters on fresh seeds and compare each claim's verdict with the committed record (nothing is written to it)."
+    names = names or [n for n in chapters() if not n.startswith("core/")]
+    rows = []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for run in pool.map(_fresh_one, names):
+            rec = load_record(run["chapter"]) or {"claims": []}
+            now = {c["id"]: c["verdict"] for c in run["claims"]}
+            for c in rec["claims"]:
+                rows.append({"chapter": run["chapter"], "id": c["id"], "recorded": c["verdict"],
+                             "fresh": now.get(c["id"], "error" if run.get("error") else "missing")})
+            print(f"  {run['chapter']:<32} {'FAILED ' + run['error'][:200] if run.get('error') else 'ok'}", flush=True)
+    (ROOT / ".fresh" / "verdicts.json").write_text(json.dumps(rows, indent=1))
+    kept = sum(r["recorded"] == r["fresh"] == "reproduced" for r in rows)
+    total = sum(r["recorded"] == "reproduced" for r in rows)
+    print(f"\nreproduced claims still reproduced on fresh seeds: {kept} of {total}")
+    for r in rows:
+        if r["recorded"] != r["fresh"]:
+            print(f"  {r['chapter']} {r['id']}: {r['recorded']} -> {r['fresh']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages
+
+def records() -> list[dict]:
+    "Every committed chapter record, in chapter order."
+    return [r for r in (load_record(n) for n in chapters()) if r is not None]
 
 
 def _catalog() -> list[dict]:
     with open(CATALOG, newline="") as f:
         return list(csv.DictReader(f))
-
-
-def _status_mark(s: str) -> str:
-    return {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced", "mechanism-only": "⚙️ mechanism-only"}.get(s, s)
 
 
 def _md(text: str) -> str:
@@ -201,57 +422,176 @@ def _link(chapter: str) -> str:
     return f"chapters/{chapter}.ipynb"
 
 
-def pages() -> None:
-    recs = _records()
-    if not recs:
-        sys.exit("no executed chapters under book/chapters; run `python tools/book.py run` first")
-    ledger = {"chapters": [{k: r.get(k) for k in ("chapter", "title", "seconds", "claims", "error")} for r in recs]}
-    claims = [c for r in recs for c in r["claims"]]
-    ledger["totals"] = {"chapters": len(recs), "claims": len(claims),
-                        **{s: sum(c["status"] == s for c in claims) for s in ("reproduced", "not reproduced", "mechanism-only")},
-                        "seconds": round(sum(r["seconds"] or 0 for r in recs), 1)}
-    LEDGER.write_text(json.dumps(ledger, indent=1, ensure_ascii=False) + "\n")
+def _claims_module():
+    from recipes.core import claims
+    return claims
 
-    rows = ["| Chapter | Paper | Claim | Effect (mean ± sd, 95% CI) | Needs | Status | Seconds |",
-            "|---|---|---|---|---|---|---|"]
-    for r in recs:
-        for c in r["claims"]:
-            effect = f"{c['mean']:+.3g} ± {c['sd']:.2g} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}], n={len(c['effects'])}"
-            rows.append(f"| [{r['title']}]({_link(r['chapter'])}) | *{_md(c['paper'])}* | {_md(c['statement'])} ({_md(c['metric'])}) | "
-                        f"{effect} | {c['comparator']} {c['margin']:g} | {_status_mark(c['status'])} | {r['seconds']} |")
-    t = ledger["totals"]
-    (BOOK / "reproductions.md").write_text(
-        "# Reproductions\n\nEvery claim the book checks, measured over paired seeds when `make book` last ran. "
-        "The effect is method minus baseline per seed; a claim is *reproduced* when its whole 95% interval "
-        "clears the margin fixed before the run. Red rows are honest results, not bugs: each chapter says why.\n\n"
-        f"**{t['claims']} claims in {t['chapters']} chapters: {t['reproduced']} reproduced, "
-        f"{t['not reproduced']} not reproduced, {t['mechanism-only']} mechanism-only.**\n\n"
-        + "::::{div} full-width\n" + "\n".join(rows) + "\n::::\n")
+
+def totals(recs: list[dict]) -> dict:
+    claims = [c for r in recs for c in r["claims"]]
+    return {"chapters": len(recs), "claims": len(claims), **{v: sum(c["verdict"] == v for c in claims) for v in VERDICTS},
+            "amended": sum(any(h["event"] == "amended" for h in c["history"]) for c in claims),
+            "seconds": round(sum(r["seconds"] or 0 for r in recs), 1)}
+
+
+def _counts(t: dict, badge) -> str:
+    return ", ".join(f"{t[v]} {badge(v)}" for v in VERDICTS if t[v])
+
+
+PARTS = {"core": "Core library", "optim": "Optimizers and schedules", "peft": "Parameter-efficient fine-tuning",
+         "regularization": "Regularization, losses and distillation", "continual": "Forgetting and continual learning",
+         "unlearning": "Unlearning", "alignment": "Alignment and preference optimization",
+         "data": "Data selection", "scaling": "Scaling and training dynamics"}
+
+
+def _part(chapter: str) -> str:
+    return chapter.split("/")[0]
+
+
+def forest_plot(rows: list[tuple[dict, dict]], path: Path, title: str) -> None:
+    """One row per claim: its interval and mean against its own margin, coloured by verdict. Each row is scaled so its
+    margin sits at 0 and its farthest interval end at ±1, with the claimed direction to the right; the labels give the
+    numbers in the claim's own units."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cl = _claims_module()
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(11, 0.32 * n + 1.1))
+    for i, (rec, c) in enumerate(rows):
+        s = c["spec"]
+        sign = 1 if s["comparator"] == ">" else -1
+        lo, hi, mean = (sign * (x - s["margin"]) for x in (c["ci_low"], c["ci_high"], c["mean"]))
+        lo, hi = min(lo, hi), max(lo, hi)
+        scale = max(abs(lo), abs(hi), 1e-12)
+        y = n - 1 - i
+        colour = cl.BADGE_COLOURS[c["verdict"]]
+        ax.plot([lo / scale, hi / scale], [y, y], color=colour, lw=3, solid_capstyle="butt")
+        ax.plot([mean / scale], [y], "o", color=colour, ms=5)
+        label = f"{rec['chapter'].split('/')[1]}: {c['id']}"
+        ax.text(-1.08, y, label[:48], ha="right", va="center", fontsize=8)
+        ax.text(1.08, y, f"{cl.format_effect(c['mean'], c['ci_low'], c['ci_high'], s['log_ratio'])}  "
+                         f"needs {cl.format_margin(s['comparator'], s['margin'], s['log_ratio'])}",
+                ha="left", va="center", fontsize=8, color=colour)
+    ax.axvline(0, color="0.3", lw=1, ls="--")
+    ax.set(xlim=(-1.05, 1.05), ylim=(-0.7, n - 0.3), yticks=[], xticks=[-1, 0, 1],
+           xticklabels=["against the claim", "margin", "for the claim"], title=title)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    handles = [plt.Line2D([], [], color=cl.BADGE_COLOURS[v], lw=3, label=v) for v in VERDICTS
+               if any(c["verdict"] == v for _, c in rows)]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.6 / (0.32 * n + 1.1)), ncol=len(handles),
+              frameon=False, fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _history_lines(c: dict, cl) -> list[str]:
+    out = []
+    for h in c["history"]:
+        if h["event"] == "first edition":
+            s = h["spec"]
+            out.append(f"- {h['date']}, first edition (claim {h['claim']}): *{_md(s['statement'])}*, needs "
+                       f"{s['comparator']} {s['margin']:.3g}; re-read three-way: {cl.badge(h['verdict'])} "
+                       f"(mean {h['mean']:+.3g}, CI [{h['ci'][0]:+.3g}, {h['ci'][1]:+.3g}])")
+        elif h["event"] == "registered":
+            out.append(f"- {h['date']}, registered")
+        else:
+            changes = "; ".join(f"{k}: {_md(str(a))} → {_md(str(b))}" for k, (a, b) in h["changes"].items())
+            out.append(f"- {h['date']}, amended: {changes}")
+    return out
+
+
+def reproductions_page(recs: list[dict]) -> str:
+    cl = _claims_module()
+    t = totals(recs)
+    lines = ["# Reproductions", "",
+             "Every claim the book checks, from each chapter's committed record (`ledger/`). The effect is method minus "
+             "baseline per seed, over paired seeds. A claim is "
+             f"{cl.badge('reproduced')} when its whole 95% interval clears the margin in the claimed direction, "
+             f"{cl.badge('refuted')} when the whole interval lies on the other side, and {cl.badge('inconclusive')} when it "
+             f"straddles the margin (the toy lacked the power to decide). Mechanism checks {cl.badge('holds')} or "
+             f"{cl.badge('fails')}. Margins come from the paper or the catalog's toy claim, and each claim says which. "
+             "Red rows are honest results, not bugs: each chapter says why.", "",
+             f"**{t['claims']} claims in {t['chapters']} chapters:** {_counts(t, cl.badge)}. "
+             f"**{t['amended']}** claims have an amended spec (marked *amended*; their history is at the end of the page).", ""]
+    history = []
+    for part in dict.fromkeys(_part(r["chapter"]) for r in recs):
+        rows = [(r, c) for r in recs if _part(r["chapter"]) == part for c in r["claims"]]
+        if not rows:
+            continue
+        img = BOOK / "_static" / f"forest-{part}.png"
+        forest_plot(rows, img, f"{PARTS.get(part, part)}: each claim's 95% interval against its margin")
+        pt = totals([r for r in recs if _part(r["chapter"]) == part])
+        lines += [f"## {PARTS.get(part, part)}", "", f"{pt['claims']} claims: {_counts(pt, cl.badge)}.", "",
+                  f"![Forest plot of the {PARTS.get(part, part)} claims](_static/forest-{part}.png)", "",
+                  "::::{div} full-width",
+                  "| Chapter | Claim | Effect, mean [95% CI], seeds | Needs | Verdict | Margin from |", "|---|---|---|---|---|---|"]
+        for r, c in rows:
+            s = c["spec"]
+            amended = any(h["event"] == "amended" for h in c["history"])
+            mark = f" *[amended](#history-{r['chapter'].replace('/', '-')}-{c['id']})*" if amended else ""
+            if amended or any(h["event"] == "first edition" for h in c["history"]):
+                history.append((r, c))
+            lines.append(f"| [{_md(r['title'])}]({_link(r['chapter'])}) | {_md(s['statement'])} (`{c['id']}`{', mechanism' if s['mechanism'] else ''}; "
+                         f"{_md(s['metric'])}){mark} | {cl.format_effect(c['mean'], c['ci_low'], c['ci_high'], s['log_ratio'])}, "
+                         f"n={len(s['seeds'])} | {cl.format_margin(s['comparator'], s['margin'], s['log_ratio'])} | "
+                         f"{cl.badge(c['verdict'])} | {_md(s['margin_source'])} |")
+        lines += ["::::", ""]
+    if history:
+        lines += ["## History of the claims", "",
+                  "Each claim registers its spec (statement, metric, arms, direction, margin, seeds) the first time it "
+                  "runs; a later change is an amendment with its date. Claims that continue one of the first edition's "
+                  "claims start from it, with the first edition's verdict re-read three-way.", ""]
+        for r, c in history:
+            lines += [f"({'history-' + r['chapter'].replace('/', '-') + '-' + c['id']})=",
+                      f"### {r['chapter']}: `{c['id']}`", "", *_history_lines(c, cl), ""]
+    return "\n".join(lines) + "\n"
+
+
+def pages() -> None:
+    recs = records()
+    if not recs:
+        sys.exit("no chapter records under ledger/; run `python tools/book.py run` first")
+    cl = _claims_module()
+    t = totals(recs)
+    LEDGER.write_text(json.dumps({"chapters": recs, "totals": t}, indent=1, ensure_ascii=False) + "\n")
+    (BOOK / "reproductions.md").write_text(reproductions_page(recs))
 
     trows = ["| Chapter | Seconds | Within 60 s |", "|---|---|---|"]
     for r in sorted(recs, key=lambda r: -(r["seconds"] or 0)):
         ok = "yes" if r["seconds"] is not None and r["seconds"] <= BUDGET_SECONDS else "**no**"
-        trows.append(f"| [{r['title']}]({_link(r['chapter'])}) | {r['seconds']} | {ok} |")
+        trows.append(f"| [{_md(r['title'])}]({_link(r['chapter'])}) | {r['seconds']} | {ok} |")
     zoo = ""
     try:
         from recipes.core.zoo import ZOO, pretrained_info
         zoo = "\n## Model zoo\n\n| Model | Training seconds (once, then cached) | Held-out loss |\n|---|---|---|\n" + "\n".join(
             f"| `{n}` | {pretrained_info(n).get('train_seconds')} | {pretrained_info(n).get('val_loss', float('nan')):.3f} |"
             for n in sorted(ZOO)) + "\n"
-    except FileNotFoundError:
+    except (FileNotFoundError, RuntimeError):
         pass
     (BOOK / "timing.md").write_text(
-        "# Timing\n\nWall-clock seconds per executed notebook (kernel start and imports included), one torch "
-        "thread each, two notebooks at a time on a 2-core machine. Budget: 60 s per chapter at its default "
-        f"parameters. Total: {t['seconds']} s.\n\n" + "\n".join(trows) + "\n" + zoo)
+        "# Timing\n\nWall-clock seconds per executed notebook (kernel start and imports included) when its record was "
+        "written, one torch thread each, two notebooks at a time on a 2-core machine. Budget: 60 s per chapter at its "
+        f"default parameters. Total: {t['seconds']} s.\n\n" + "\n".join(trows) + "\n" + zoo)
+    (BOOK / "coverage.md").write_text(coverage_page(recs, cl))
+    benchmarks_page()
 
+
+def coverage_page(recs: list[dict], cl) -> str:
     by_paper: dict[str, list] = {}
     for r in recs:
         for c in r["claims"]:
-            by_paper.setdefault(c["paper"], []).append((r, c))
+            by_paper.setdefault(c["spec"]["paper"], []).append((r, c))
+
+    def status(title: str) -> str:
+        hits = by_paper[title]
+        return f"[{_md(hits[0][0]['title'])}]({_link(hits[0][0]['chapter'])}): " + " ".join(cl.badge(c["verdict"]) for _, c in hits)
+
     papers = _catalog()
     lines = ["# Coverage", "",
-             f"Every paper the book must cover ({len(papers)}), by theme. A paper links to its chapter and the status "
+             f"Every paper the book must cover ({len(papers)}), by theme. A paper links to its chapter and the verdicts "
              "of its claims, or is *planned*, or is on the *reading list* with the reason.", ""]
     done = sum(p["title"] in by_paper for p in papers)
     lines.append(f"**{done} of {len(papers)} covered so far.**\n")
@@ -259,26 +599,21 @@ def pages() -> None:
         lines += [f"## {theme}", "", "| Paper | Tier | Status |", "|---|---|---|"]
         for p in sorted((p for p in papers if p["theme"] == theme), key=lambda p: p["title"].lower()):
             if p["title"] in by_paper:
-                hits = by_paper[p["title"]]
-                status = f"[{hits[0][0]['title']}]({_link(hits[0][0]['chapter'])}): " + ", ".join(
-                    _status_mark(c["status"]) for _, c in hits)
+                s = status(p["title"])
             elif p["tier"] == "D":
-                status = f"reading list: {p['reading_list_reason']}"
+                s = f"reading list: {p['reading_list_reason']}"
             else:
-                status = "planned"
-            lines.append(f"| {_md(p['title'])} | {p['tier']} | {status} |")
+                s = "planned"
+            lines.append(f"| {_md(p['title'])} | {p['tier']} | {s} |")
         lines.append("")
     with open(FOUNDATIONS, newline="") as f:
         foundations = list(csv.DictReader(f))
     lines += ["## Foundations", "", "Classic papers that later chapters build on; they are not in the catalog.", "",
               "| Paper | Year | Status |", "|---|---|---|"]
     for p in foundations:
-        hits = by_paper.get(p["title"], [])
-        status = (f"[{hits[0][0]['title']}]({_link(hits[0][0]['chapter'])}): " + ", ".join(_status_mark(c["status"]) for _, c in hits)
-                  if hits else "planned")
-        lines.append(f"| [{_md(p['title'])}]({p['link']}) | {p['year']} | {status} |")
-    (BOOK / "coverage.md").write_text("\n".join(lines) + "\n")
-    benchmarks_page()
+        s = status(p["title"]) if p["title"] in by_paper else "planned"
+        lines.append(f"| [{_md(p['title'])}]({p['link']}) | {p['year']} | {s} |")
+    return "\n".join(lines) + "\n"
 
 
 BENCH = ROOT / "bench.json"
@@ -338,17 +673,27 @@ def _adapter_table(b: dict) -> str:
             "within noise.\n\n" + "\n".join(rows) + "\n")
 
 
+
+
 def summary() -> None:
-    ledger = json.loads(LEDGER.read_text())
-    t = ledger["totals"]
+    recs = records()
+    t = totals(recs)
     print(f"\nBook: {ROOT / 'book/_build/html/index.html'}")
-    print(f"Ledger: {t['chapters']} chapters, {t['claims']} claims: {t['reproduced']} reproduced, "
-          f"{t['not reproduced']} not reproduced, {t['mechanism-only']} mechanism-only; total runtime {t['seconds']} s")
-    for ch in ledger["chapters"]:
-        flag = "" if ch["seconds"] is not None and ch["seconds"] <= BUDGET_SECONDS else "  (over budget!)" if ch["seconds"] else "  FAILED"
-        print(f"  {ch['chapter']:<28} {ch['seconds'] or '-':>6} s{flag}")
-        for c in ch["claims"]:
-            print(f"      {c['status']:<15} {c['mean']:+.3g} ± {c['sd']:.2g}  {c['statement'][:70]}")
+    print(f"Ledger: {t['chapters']} chapters, {t['claims']} claims: "
+          + ", ".join(f"{t[v]} {v}" for v in VERDICTS) + f"; {t['amended']} amended; total runtime {t['seconds']} s")
+    for r in recs:
+        flag = "" if r["seconds"] is not None and r["seconds"] <= BUDGET_SECONDS else "  (over budget!)"
+        print(f"  {r['chapter']:<28} {r['seconds'] or '-':>6} s{flag}")
+        for c in r["claims"]:
+            print(f"      {c['verdict']:<13} {c['mean']:+.3g} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]  {c['id']}")
+    moves = EXECUTED / "moves.json"
+    if moves.exists() and json.loads(moves.read_text()):
+        print("\nVerdicts that moved against the previous record in the last run:")
+        for line in json.loads(moves.read_text()):
+            print(f"  {line}")
+    old = stale()
+    if old:
+        print(f"\nStale records (their chapter's code changed): {', '.join(n for n, _ in old)}")
 
 
 REASONS = {"survey": "a survey: no single method to reproduce", "position": "a position paper: an argument, not a method",
@@ -369,16 +714,30 @@ def catalog(path: str) -> None:
     print(f"wrote {len(rows)} papers to {CATALOG}")
 
 
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run"); r.add_argument("names", nargs="*"); r.add_argument("--jobs", type=int, default=2)
     r.add_argument("--force", action="store_true")
-    sub.add_parser("pages"); sub.add_parser("summary")
+    f = sub.add_parser("fresh"); f.add_argument("names", nargs="*"); f.add_argument("--jobs", type=int, default=2)
+    s = sub.add_parser("select"); s.add_argument("--budget", type=float, default=TEST_BUDGET_SECONDS)
+    s.add_argument("--key", default=None)
+    sub.add_parser("pages"); sub.add_parser("summary"); sub.add_parser("stale")
     c = sub.add_parser("catalog"); c.add_argument("path")
     a = ap.parse_args(argv)
     if a.cmd == "run":
         sys.exit(run(a.names, a.jobs, a.force))
+    if a.cmd == "fresh":
+        return fresh(a.names, a.jobs)
+    if a.cmd == "select":
+        return print("\n".join(select(a.budget, a.key)))
+    if a.cmd == "stale":
+        old = stale()
+        for name, why in old:
+            print(f"{name}: {why}")
+        sys.exit(f"refresh with: {refresh_command([n for n, _ in old])}" if old else 0)
     {"pages": pages, "summary": summary}.get(a.cmd, lambda: catalog(a.path))()
 
 
