@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from filelock import FileLock
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
 from .setup import cache_dir, config_hash, seed_everything
@@ -54,40 +54,57 @@ def weights_path(name: str) -> Path:
     return cache_dir("zoo") / f"{name}-{config_hash({'config': e.config, 'zoo_version': ZOO_VERSION})}.safetensors"
 
 # %% ../../nbs/core/zoo.ipynb #1dee5672
+_UNREADABLE = (SafetensorError, OSError, RuntimeError, ValueError, KeyError)  # what a truncated or corrupt file raises
+
+def _load(e: ZooEntry, path: Path) -> nn.Module:
+    seed_everything(e.config.get("seed", 0))
+    model = e.build(e.config)
+    load_model(model, path)  # strict: every tensor must match the freshly built model
+    return model.eval()
+
+def _train_and_save(e: ZooEntry, path: Path, progress: bool):
+    print(f"zoo: training {e.name!r} once; it will be cached at {path}")
+    seed_everything(e.config.get("seed", 0))
+    model = e.build(e.config)
+    start = time.perf_counter()
+    info = e.train(model, dict(e.config, progress=progress))
+    info["train_seconds"] = round(time.perf_counter() - start, 1)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_model(model, tmp, metadata={"config": json.dumps(e.config, sort_keys=True), "info": json.dumps(info)})
+        os.replace(tmp, path)  # atomic on POSIX: readers see no file or the whole file
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
 def pretrained(name: str, # a zoo entry, e.g. "tiny-lm"
                progress: bool = True, # show training progress if it has to train
               ) -> nn.Module:
     "Load zoo model `name`, training and caching it first if needed (safe across parallel processes)."
     e, path = _entry(name), weights_path(name)
     with FileLock(str(path) + ".lock"):
-        if not path.exists():
-            print(f"zoo: training {name!r} once; it will be cached at {path}")
-            seed_everything(e.config.get("seed", 0))
-            model = e.build(e.config)
-            start = time.perf_counter()
-            info = e.train(model, dict(e.config, progress=progress))
-            info["train_seconds"] = round(time.perf_counter() - start, 1)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            os.close(fd)
+        if path.exists():
             try:
-                save_model(model, tmp, metadata={"config": json.dumps(e.config, sort_keys=True),
-                                                 "info": json.dumps(info)})
-                os.replace(tmp, path)  # atomic on POSIX: readers see no file or the whole file
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-    seed_everything(e.config.get("seed", 0))
-    model = e.build(e.config)
-    load_model(model, path)  # strict: every tensor must match the freshly built model
-    return model.eval()
+                return _load(e, path)
+            except _UNREADABLE as err:
+                print(f"zoo: the cached weights of {name!r} at {path} cannot be read ({type(err).__name__}: {err}); "
+                      "deleting the file and training the model again")
+                path.unlink()
+        _train_and_save(e, path, progress)
+        return _load(e, path)
 
 def pretrained_info(name: str) -> dict:
     "The metrics recorded when zoo model `name` was trained (loads nothing but the header)."
     path = weights_path(name)
     if not path.exists():
         raise FileNotFoundError(f"{name!r} is not trained yet; call pretrained({name!r}) first")
-    with safe_open(str(path), "pt") as f:
-        return json.loads(f.metadata()["info"])
+    try:
+        with safe_open(str(path), "pt") as f:
+            return json.loads(f.metadata()["info"])
+    except _UNREADABLE as err:
+        raise RuntimeError(f"the cached weights of {name!r} at {path} cannot be read ({type(err).__name__}: {err}); "
+                           f"pretrained({name!r}) deletes and rebuilds them") from err
 
 def pretrained_tokenizer(name: str):
     "The tokenizer that goes with zoo language model `name`."
