@@ -1,5 +1,6 @@
 # Two commands: `make book` (the executed, rendered book) and `make test` (the test suite).
-# Both set themselves up from nothing: venv, install, export, and the zoo's house models.
+# Both set themselves up from nothing: venv, install and export. The zoo's house models train lazily, once, the first
+# time a chapter asks for one (cached in $$RECIPES_CACHE or ~/.cache/recipes); `make zoo` trains them all up front.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install export zoo book test bench clean
+.PHONY: install export zoo book test test-all bench clean
 
 # MathJax 3 from the npm registry, so the book's formulas render offline (never committed).
 MATHJAX := book/_mathjax/mathjax/es5/tex-mml-chtml.js
@@ -29,7 +30,7 @@ install: $(VENV)/.installed
 export: install
 	$(BIN)/nbdev-export
 
-# Train the zoo's house models once (cached in $$RECIPES_CACHE or ~/.cache/recipes), with both cores.
+# Optional: train every zoo model up front, with both cores (otherwise each trains on first use).
 zoo: export
 	OMP_NUM_THREADS=2 $(BIN)/recipes-zoo
 
@@ -39,14 +40,22 @@ $(MATHJAX):
 	cd book/_mathjax && npm pack --silent mathjax@3.2.2 >/dev/null && \
 		tar -xzf mathjax-3.2.2.tgz -C mathjax --strip-components=1 package/es5 && rm mathjax-3.2.2.tgz
 
-book: zoo $(MATHJAX)
+# Executes every chapter whose executed copy is missing or stale (reusing what `make test` ran), merges each run into
+# its committed record under ledger/, and builds the pages and the HTML book.
+book: export $(MATHJAX)
 	$(PY) tools/book.py run --jobs $(JOBS)
 	$(PY) tools/book.py pages
 	$(BIN)/jupyter-book build book --toc "$(CURDIR)/_toc.yml" --all -W --keep-going --quiet
 	$(PY) tools/book.py summary
 
-test: zoo
+# Unit, property, contract and equivalence tests, plus a rotating sample of chapters (drawn from the commit hash)
+# within RECIPES_TEST_BUDGET seconds of chapter time, each checked against its committed record.
+test: export
 	$(PY) -m pytest -n $(JOBS) --durations=15 tests
+
+# The same, executing every chapter.
+test-all: export
+	RECIPES_CHAPTERS=all $(PY) -m pytest -n $(JOBS) --durations=15 tests
 
 # Step time of every optimizer against its reference (a measurement, not a test): bench.json, rendered
 # by the book's Benchmarks page at the next `make book`.
@@ -54,4 +63,4 @@ bench: export
 	$(PY) tools/bench.py
 
 clean:
-	rm -rf book/_build book/chapters book/_mathjax book/reproductions.md book/coverage.md book/timing.md book/benchmarks.md
+	rm -rf book/_build book/chapters book/_mathjax book/reproductions.md book/coverage.md book/timing.md book/benchmarks.md book/_static/forest-*.png ledger.json .fresh

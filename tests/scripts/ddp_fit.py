@@ -24,14 +24,15 @@ sums = acc.gather(flat.sum().view(1))
 acc.print(f"RESULT world={acc.num_processes} first={hist['loss'][:5].mean():.4f} last={hist['loss'][-5:].mean():.4f} "
           f"param_sums={sums.tolist()}")
 
-# Chapter code under DDP: LoRA fine-tuning of the zoo's tiny LM (as in nbs/peft/lora.ipynb).
+# Chapter code under DDP: LoRA fine-tuning of the zoo's tiny-LM architecture (as in nbs/peft/lora.ipynb). Freshly
+# initialised rather than pretrained: replica agreement does not depend on the weights, and the test needs no zoo build.
 from recipes.core.models import lm_loss
-from recipes.core.zoo import pretrained
+from recipes.core.zoo import TINY_LM
 from recipes.core.adapters import adapter_state_dict
 from recipes.peft.lora import apply_lora
 
 seed_everything(0)
-lm = apply_lora(pretrained("tiny-lm"), r=4, alpha=8)
+lm = apply_lora(TINY_LM.build(TINY_LM.config), r=4, alpha=8)
 blocks = torch.randint(1, 4096, (64, 32), generator=torch.Generator().manual_seed(0))
 dl = torch.utils.data.DataLoader(blocks, 8, shuffle=True, generator=torch.Generator().manual_seed(0))
 hist = fit(lm, lm_loss, dl, steps=4, lr=1e-2, progress=False)
