@@ -11,7 +11,7 @@ from torch import nn
 from ..core.train import Callback
 
 # %% auto #0
-__all__ = ['clip_components_', 'ComponentClip']
+__all__ = ['clip_components_', 'ComponentClip', 'clip_ensemble_', 'EnsembleClip']
 
 # %% ../../nbs/optim/clipping.ipynb #78121667
 def clip_components_(params, # tensors whose .grad to clip, each a component
@@ -38,3 +38,34 @@ class ComponentClip(Callback):
     def after_backward(self, trainer):
         norms = clip_components_([p for p in trainer.model.parameters() if p.requires_grad], self.max_norm)
         self.clipped += int((norms > self.max_norm).sum())
+
+# %% ../../nbs/optim/clipping.ipynb #c1e0a002
+def clip_ensemble_(tensors, # one group's stacked parameters, each (members, ...)
+                   max_norm: float, # c
+                   componentwise: torch.Tensor, # (members,) bool: component-wise (True) or global (False) clipping per member
+                  ) -> torch.Tensor:
+    "Clip each member's gradient by its own rule; return the (members, components) norms before clipping."
+    grads = [t.grad for t in tensors]
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads], 1)  # ‖g_k‖ per member and component k
+    total = norms.pow(2).sum(1, keepdim=True).sqrt()  # ‖g‖ per member
+    scale = torch.where(componentwise[:, None], (max_norm / (norms + 1e-6)).clamp(max=1.0),  # min(1, c/‖g_k‖)
+                        (max_norm / (total + 1e-6)).clamp(max=1.0).expand_as(norms))  # min(1, c/‖g‖), as clip_grad_norm_
+    for g, s in zip(grads, scale.unbind(1)):
+        g.mul_(s.view(-1, *[1] * (g.dim() - 1)))
+    return norms
+
+class EnsembleClip(Callback):
+    "`fit` callback for an `Ensemble`: global or component-wise clipping, chosen per member."
+    def __init__(self, max_norm: float, # c, the bound of either rule (> 0)
+                 componentwise: torch.Tensor, # (members,) bool, in the ensemble's group-major member order
+                ):
+        self.max_norm = ComponentClip(max_norm).max_norm  # validated as ComponentClip's
+        self.componentwise = componentwise
+        self.clipped = torch.zeros(len(componentwise))  # component gradients scaled down so far, per member
+
+    def after_backward(self, trainer):
+        ens = trainer.model
+        norms = torch.cat([clip_ensemble_(list(g), self.max_norm, m)
+                           for g, m in zip(ens.groups, self.componentwise.split(len(ens.seeds)))])
+        bound = torch.where(self.componentwise[:, None], norms, norms.pow(2).sum(1, keepdim=True).sqrt())
+        self.clipped += (bound > self.max_norm).sum(1)
