@@ -64,12 +64,13 @@ class SparseDelta:
         self.values.copy_(torch.zeros_like(self.values) if values is None else values)
 
 class SparseLinear(SparseDelta, AdapterLayer):
-    "A frozen linear layer plus a sparse trainable update: W = W0 + M ⊙ Δ with |Ω| = r (d_in + d_out)."
+    "A frozen linear layer plus a sparse trainable update: W = W0 + M ⊙ Δ with |Ω| = r (d_in + d_out), or a density."
     def __init__(self, base: nn.Module, # the nn.Linear (or transformers Conv1D) to adapt
-                 config: SparseConfig, # the budget r
+                 config: SparseConfig, # the budget: r, or a density
                 ):
         super().__init__(base, config)
-        self._init_sparse(config.r * (self.d_in + self.d_out))
+        k = config.r * (self.d_in + self.d_out) if config.density is None else round(config.density * self.d_out * self.d_in)
+        self._init_sparse(max(1, k))  # k = r (d_in + d_out), or density · d_out d_in
 
     def delta_weight(self) -> torch.Tensor:
         return self.sparse_delta()  # ΔW = M ⊙ Δ
@@ -82,12 +83,16 @@ class SparseLinear(SparseDelta, AdapterLayer):
 
 @dataclass
 class SparseConfig(AdapterConfig):
-    "A sparse additive update with the parameter budget of a rank-r LoRA: r (d_in + d_out) entries per layer."
+    "A sparse additive update with the parameter budget of a rank-r LoRA, r (d_in + d_out) entries per layer, or a density."
     r: int = 4 # budget: r (d_in + d_out) trainable entries per layer (a random support until a selection rule sets it)
+    density: float | None = None # if set, the budget is this fraction of each layer's entries instead (at least one)
     layer_class = SparseLinear
 
     def validate(self):
         _check_positive_int("r", self.r)
+        if self.density is not None and (isinstance(self.density, bool) or not isinstance(self.density, (int, float))
+                                         or not 0 < self.density <= 1):
+            raise ValueError(f"density must be None or a fraction in (0, 1], got {self.density!r}")
 
 def sparse_layers(model: nn.Module) -> dict[str, SparseDelta]:
     "The model's adapter layers that carry a sparse update, by name."
