@@ -11,7 +11,7 @@ import torch
 from ..core.optim import Optimizer, check_range
 
 # %% auto #0
-__all__ = ['group_sq_norm', 'group_distance', 'DAdaptSGD', 'ScalarStepSGD', 'AdaGradNorm', 'DoG', 'UDoG']
+__all__ = ['group_sq_norm', 'group_distance', 'DAdaptSGD', 'DAdaptAdam', 'ScalarStepSGD', 'AdaGradNorm', 'DoG', 'UDoG']
 
 # %% ../../nbs/optim/lr_free.ipynb #696ee3fd
 def group_sq_norm(tensors: list, # tensors of one group
@@ -74,6 +74,59 @@ class DAdaptSGD(Optimizer):
             z = st["x0"] - st["s"]  # dual averaging: z_{k+1} = x₀ − s_k
             p.mul_(1 - c).add_(z, alpha=c)  # x_{k+1} = β x_k + (1 − β) z_{k+1}
 
+# %% ../../nbs/optim/lr_free.ipynb #5cae4ca2
+class DAdaptAdam(Optimizer):
+    "Adam whose step scale d_k, a running lower bound on the distance to a solution, is learned from the gradients."
+    def __init__(self,
+                 params, # parameters or parameter groups
+                 lr: float = 1.0, # a multiplier on the adapted step; leave it at 1
+                 betas: tuple = (0.9, 0.999), # Adam's β1, β2
+                 eps: float = 1e-8, # ε added to √v
+                 weight_decay: float = 0.0, # λ: L2 penalty added to the gradient (or decoupled, see `decouple`)
+                 decouple: bool = False, # AdamW-style decay x ← x − λ d lr x instead of g + λx
+                 use_bias_correction: bool = False, # Adam's bias correction on d lr (off, as in the package)
+                 d0: float = 1e-6, # d₀ > 0: the first distance estimate
+                 growth_rate: float = math.inf, # cap on d's growth per step
+                ):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decouple=decouple,
+                                      use_bias_correction=use_bias_correction, d0=d0, growth_rate=growth_rate))
+
+    def validate(self, group):
+        super().validate(group)
+        check_range("d0", group["d0"], 0.0, low_open=True)
+        check_range("growth_rate", group["growth_rate"], 1.0)
+
+    def init_state(self, p, group):
+        return {"s": torch.zeros_like(p), "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+
+    def update(self, group, params, grads, states):
+        (beta1, beta2), lr, wd, eps = group["betas"], group["lr"], group["weight_decay"], group["eps"]
+        k, d = group.setdefault("k", 0), group.setdefault("d", group["d0"])
+        numerator = group.setdefault("numerator_weighted", 0.0)
+        if wd and not group["decouple"]:
+            grads = torch._foreach_add(grads, params, alpha=wd)  # g ← g + λx
+        bias = (1 - beta2 ** (k + 1)) ** 0.5 / (1 - beta1 ** (k + 1)) if group["use_bias_correction"] else 1.0
+        dlr, sq = d * lr * bias, beta2 ** 0.5  # λ_k = d_k lr
+        acc, s_l1 = 0.0, 0.0
+        for g, st in zip(grads, states):
+            denom = st["exp_avg_sq"].sqrt().add_(eps)
+            acc += dlr * torch.dot(g.flatten(), st["s"].div(denom).flatten()).item()  # λ_k ⟨g_k, s_{k−1}/(√v + ε)⟩
+            st["exp_avg"].mul_(beta1).add_(g, alpha=dlr * (1 - beta1))  # m ← β1 m + (1 − β1) λ_k g
+            st["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β2 v + (1 − β2) g²
+            st["s"].mul_(sq).add_(g, alpha=dlr * (1 - sq))  # s ← √β2 s + (1 − √β2) λ_k g
+            s_l1 += st["s"].abs().sum().item()
+        numerator = sq * numerator + (1 - sq) * acc
+        if s_l1 == 0.0:
+            return
+        if lr > 0.0:
+            d = max(d, min(numerator / ((1 - sq) * s_l1), d * group["growth_rate"]))  # d_{k+1} = max(d_k, d̂)
+        group["numerator_weighted"], group["d"] = numerator, d
+        for p, st in zip(params, states):
+            if wd and group["decouple"]:
+                p.add_(p, alpha=-wd * dlr)
+            p.addcdiv_(st["exp_avg"], st["exp_avg_sq"].sqrt().add_(eps), value=-1)  # x ← x − m/(√v + ε)
+        group["k"] = k + 1
+
 # %% ../../nbs/optim/lr_free.ipynb #56492ad9
 class ScalarStepSGD(Optimizer):
     "SGD with one step size per group, numerator_t / √G_t with G_t = G₀ + Σ_{s≤t}‖g_s‖²; subclasses pick both."
@@ -123,15 +176,28 @@ class DoG(ScalarStepSGD):
                  reps_rel: float = 1e-6, # r_ε = reps_rel · (1 + ‖x₀‖): the first step's length
                  eps: float = 1e-8, # ε added once to Σ‖g‖², so the first step is defined
                  weight_decay: float = 0.0, # λ: L2 penalty added to the gradient, g + λx
+                 average: float | None = None, # γ of polynomial-decay iterate averaging (the authors use 8); None: off
                 ):
-        super().__init__(params, dict(lr=lr, reps_rel=reps_rel, eps=eps, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, reps_rel=reps_rel, eps=eps, weight_decay=weight_decay, average=average))
 
     def validate(self, group):
         super().validate(group)
         check_range("reps_rel", group["reps_rel"], 0.0, low_open=True)
+        if group.get("average") is not None:
+            check_range("average", group["average"], 0.0)
 
     def init_state(self, p, group):
-        return {"x0": p.detach().clone()}
+        state = {"x0": p.detach().clone()}
+        if group.get("average") is not None:
+            state["avg"] = p.detach().clone()  # x̄_0 = x_0
+        return state
+
+    def update(self, group, params, grads, states):
+        super().update(group, params, grads, states)  # the DoG step
+        if group.get("average") is not None:
+            group["avg_t"] = group.get("avg_t", 0) + 1
+            w = (1 + group["average"]) / (group["avg_t"] + group["average"])  # w_t = (1 + γ)/(t + γ), w_1 = 1
+            torch._foreach_lerp_([s["avg"] for s in states], params, w)  # x̄_t = (1 − w_t) x̄_{t−1} + w_t x_t
 
     def initial_sum(self, group):
         return group["eps"]  # G_0 = ε
