@@ -10,7 +10,7 @@ import torch
 from ..core.optim import Optimizer
 
 # %% auto #0
-__all__ = ['Adam', 'AMSGrad', 'OptimisticAMSGrad']
+__all__ = ['Adam', 'AMSGrad', 'OptimisticAMSGrad', 'max_param_gap']
 
 # %% ../../nbs/optim/adam.ipynb #2ff438a5
 class Adam(Optimizer):
@@ -113,3 +113,25 @@ class OptimisticAMSGrad(AMSGrad):
         torch._foreach_copy_(params, halves)
         torch._foreach_addcdiv_(params, h, denom, step)  # w_{t+1} = w_{t+1/2} − η ĥ_{t+1} / (√v̂_t + ε)
         torch._foreach_copy_([s["guess"] for s in states], guesses)  # keep m_{t+1} for the next error
+
+# %% ../../nbs/optim/adam.ipynb #a1dc0e02
+def max_param_gap(make_ours, # make_ours(params) -> our optimizer
+                  make_ref, # make_ref(params) -> the reference optimizer
+                  steps: int = 25, # optimizer steps on shared random batches
+                  dtype: torch.dtype = torch.float32, # the model's dtype
+                 ) -> float:
+    "Train two copies of one small MLP, one per optimizer, on the same batches; the largest parameter gap after `steps`."
+    import copy
+    from torch import nn
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).to(dtype)
+    b = copy.deepcopy(a)
+    ours, ref = make_ours(a.parameters()), make_ref(b.parameters())
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x, y = torch.randn(32, 6, generator=gen, dtype=dtype), torch.randn(32, 3, generator=gen, dtype=dtype)
+        for model, opt in ((a, ours), (b, ref)):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+    return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
