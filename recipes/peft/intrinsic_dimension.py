@@ -124,11 +124,19 @@ class SubspaceModel(nn.Module):
 
 def d90(ds: list[int], # the subspace sizes tried, increasing
         scores: list[float], # the score at each d (higher is better)
-        full: float, # full fine-tuning's score
-        fraction: float = 0.9, # the share of full fine-tuning's score to reach
+        full: float, # the reference score (full fine-tuning's, or a target shared by several models)
+        fraction: float = 0.9, # the share of `full` to reach
+        interpolate: bool = False, # interpolate log2 d linearly between the grid points around the crossing
        ) -> float:
-    "Smallest d in `ds` whose score reaches `fraction` × `full`; 2·max(ds) (censored) if none does."
+    "Smallest d in `ds` whose score reaches `fraction` × `full` (or the interpolated crossing); 2·max(ds) (censored) if none does."
     if len(ds) != len(scores) or list(ds) != sorted(ds):
         raise ValueError(f"ds must be increasing and match scores in length, got ds={ds}, {len(scores)} scores")
-    hits = [d for d, s in zip(ds, scores) if s >= fraction * full]
-    return float(hits[0]) if hits else 2.0 * max(ds)
+    target = fraction * full
+    for k, (d, s) in enumerate(zip(ds, scores)):
+        if s >= target:
+            if not interpolate or k == 0:
+                return float(d)
+            lo, hi, s0 = math.log2(ds[k - 1]), math.log2(d), scores[k - 1]
+            return float(2 ** (lo + (target - s0) / (s - s0) * (hi - lo)))  # log-linear between the two grid points
+    return 2.0 * max(ds)
+
