@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SCALES', 'seed_everything', 'set_threads', 'preset', 'get_device', 'cache_dir', 'config_hash']
+__all__ = ['SCALES', 'seed_everything', 'set_threads', 'preset', 'as_seeds', 'get_device', 'cache_dir', 'config_hash']
 
 # %% ../../nbs/core/setup.ipynb #cc2d9ee0
 def seed_everything(seed: int, # the seed for `random`, NumPy and torch
@@ -60,6 +60,22 @@ def preset(scale: str, # which preset to use: "cpu" (default runs) or "paper" (G
             raise ValueError(f"preset {name!r} has keys {sorted(k)}, others have {sorted(first)}; "
                              "every preset must set the same keys")
     return SimpleNamespace(scale=scale, **presets[scale])
+
+# %% ../../nbs/core/setup.ipynb #66faeaf2
+def as_seeds(seeds, # a list of ints, or its text form as `papermill -p seeds "[0, 1, 2]"` passes it
+            ) -> list[int]:
+    "The chapter's seeds as a list of distinct ints, whether given as a list or as the text of one."
+    if isinstance(seeds, str):
+        try:
+            seeds = json.loads(seeds)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"seeds must be a list of ints such as [0, 1, 2], got the text {seeds!r}") from e
+    if not isinstance(seeds, (list, tuple, range)) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of ints such as [0, 1, 2], got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {list(seeds)}")
+    return [int(s) for s in seeds]
 
 # %% ../../nbs/core/setup.ipynb #66bee6d2
 def get_device() -> torch.device:
