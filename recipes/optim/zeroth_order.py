@@ -16,7 +16,7 @@ from ..core.optim import Optimizer, check_range
 from .adam import Adam
 
 # %% auto #0
-__all__ = ['MeZO', 'ZOAdam', 'sensitive_masks', 'peak_rss_growth']
+__all__ = ['MeZO', 'ZOAdam', 'sensitive_masks', 'mezo_ensemble', 'peak_rss_growth']
 
 # %% ../../nbs/optim/zeroth_order.ipynb #dd016992
 class MeZO(Optimizer):
@@ -194,6 +194,51 @@ def sensitive_masks(model: nn.Module, # the model whose trainable weights are ra
             masks[p] = mine.sort().values
         start += p.numel()
     return masks
+
+# %% ../../nbs/optim/zeroth_order.ipynb #2e0a0002
+import types
+
+@torch.no_grad()
+def mezo_ensemble(ens, # an Ensemble (not split): group g, seed j is one independent MeZO run
+                  member_loss, # member_loss(ens, batch) -> (members,) loss of every member on its own batch
+                  batches, # an iterable of ensemble batches (e.g. an EnsembleLoader), cycled
+                  lrs: list, # one learning rate per group
+                  steps: int, # MeZO steps
+                  zo_eps: float = 1e-3, # ε
+                  masks: dict | None = None, # {component index: flat indices}, shared by every member
+                 ) -> np.ndarray:
+    "Run MeZO (central SPSA, one direction) on every member at once; member (g, j) draws MeZO(seed=ens.seeds[j])'s directions."
+    S, K = len(ens.seeds), len(ens.names)
+    masks = masks or {}
+    seeder = [types.SimpleNamespace(param_groups=[{"seed": int(s)}]) for s in ens.seeds]
+    shapes = [ens.groups[0][k].shape[1:] for k in range(K)]
+    curve, t = [], 0
+    while t < steps:
+        for batch in batches:
+            gens = [torch.Generator().manual_seed(MeZO._seed(sd, t, 0)) for sd in seeder]  # MeZO's per-step seed
+            Z = []
+            for k in range(K):
+                idx, n = masks.get(k), int(np.prod(shapes[k]))
+                zs = [torch.randn(n if idx is None else len(idx), generator=g, dtype=ens.groups[0][k].dtype) for g in gens]
+                if idx is None:
+                    Z.append(torch.stack(zs).view(S, *shapes[k]))
+                else:
+                    full = torch.zeros(S, n, dtype=zs[0].dtype)
+                    full[:, idx] = torch.stack(zs)  # z is zero outside the mask
+                    Z.append(full.view(S, *shapes[k]))
+            params, Zs = [p for g in ens.groups for p in g], Z * len(ens.groups)  # every group gets its seeds' z
+            move = lambda scale: torch._foreach_add_(params, Zs, alpha=scale)  # θ ← θ + scale · z
+            move(zo_eps); up = member_loss(ens, batch)
+            move(-2 * zo_eps); down = member_loss(ens, batch)
+            move(zo_eps)
+            proj = ((up - down) / (2 * zo_eps)).view(len(ens.groups), S)  # (L(θ+εz) − L(θ−εz)) / 2ε per member
+            coef = [(-lr * pr).view(S, *[1] * (z.dim() - 1)) for lr, pr in zip(lrs, proj) for z in Z]
+            torch._foreach_add_(params, torch._foreach_mul(Zs, coef))  # θ ← θ − η proj · z
+            curve.append(((up + down) / 2).numpy())
+            t += 1
+            if t >= steps:
+                break
+    return np.array(curve).T  # (members, steps)
 
 # %% ../../nbs/optim/zeroth_order.ipynb #b0444928
 def _proc_status(key: str) -> int:
