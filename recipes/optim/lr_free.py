@@ -74,7 +74,7 @@ class DAdaptSGD(Optimizer):
             z = st["x0"] - st["s"]  # dual averaging: z_{k+1} = x₀ − s_k
             p.mul_(1 - c).add_(z, alpha=c)  # x_{k+1} = β x_k + (1 − β) z_{k+1}
 
-# %% ../../nbs/optim/lr_free.ipynb #5cae4ca2
+# %% ../../nbs/optim/lr_free.ipynb #326701c0
 class DAdaptAdam(Optimizer):
     "Adam whose step scale d_k, a running lower bound on the distance to a solution, is learned from the gradients."
     def __init__(self,
