@@ -36,8 +36,9 @@ def cayley_blocks(q: torch.Tensor, # (n_blocks, b(b-1)/2): upper-triangular entr
                  ) -> torch.Tensor:
     "peft's Cayley transform of each block, R_i = (I − Q_i)(I + Q_i)⁻¹, shaped (n_blocks, b, b)."
     i, j = torch.triu_indices(b, b, 1, device=q.device)
-    Q = torch.zeros(q.shape[0], b, b, dtype=q.dtype, device=q.device)
-    Q[:, i, j] = q
+    place = torch.zeros(len(i), b * b, dtype=q.dtype, device=q.device)
+    place[torch.arange(len(i)), i * b + j] = 1.0  # entry k of q goes to (i_k, j_k): out of place, so vmap can batch it
+    Q = (q @ place).view(q.shape[0], b, b)
     Q = Q - Q.transpose(1, 2)  # Q_iᵀ = −Q_i
     I = torch.eye(b, dtype=q.dtype, device=q.device).expand_as(Q)
     return torch.linalg.solve(I + Q, I - Q, left=False)  # X (I + Q) = I − Q
