@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from ..core.models import sequence_nll
 
 # %% auto #0
-__all__ = ['UNLEARNING_METHODS', 'sequence_logprob', 'npo_loss', 'npo_weight', 'ga_loss', 'reference_logprobs', 'unlearning_loss']
+__all__ = ['UNLEARNING_METHODS', 'sequence_logprob', 'npo_loss', 'npo_weight', 'ga_loss', 'reference_logprobs', 'unlearning_loss',
+           'fictitious_facts', 'multiple_choice']
 
 # %% ../../nbs/unlearning/npo.ipynb #8212eea9
 def sequence_logprob(model: nn.Module, # a causal LM returning `.logits` (any 🤗 `...ForCausalLM`)
@@ -120,3 +121,42 @@ def unlearning_loss(method: str, # one of UNLEARNING_METHODS: "ga", "npo", "ga+r
             metrics["retain_nll"] = retain_nll.detach()
         return loss, metrics
     return loss_fn
+
+# %% ../../nbs/unlearning/npo.ipynb #02f49d8c
+def fictitious_facts(authors: int = 100, # A: made-up authors, one token each
+                     relations: int = 4, # R: attributes per author, one token each
+                     values: int = 10, # K: possible values of each relation (chance accuracy is 1/K)
+                     syllables: int = 24, # tokens that spell the values
+                     answer_len: int = 3, # L: tokens per value
+                     seed: int = 0, # draws the world: who has which value, and how values are spelled
+                    ) -> dict:
+    "A synthetic world of author facts: token sequences, answer masks, K candidates per fact, the true value, the author."
+    for name, v, low in (("authors", authors, 2), ("relations", relations, 1), ("values", values, 2),
+                         ("syllables", syllables, 2), ("answer_len", answer_len, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    g = torch.Generator().manual_seed(seed)
+    world = torch.randint(0, values, (authors, relations), generator=g)  # author a's value for relation r
+    first = 1 + authors + relations  # token 0 is BOS, then authors, relations, syllables
+    spell = first + torch.randint(0, syllables, (relations, values, answer_len), generator=g)
+    author, rel = (t.flatten() for t in torch.meshgrid(torch.arange(authors), torch.arange(relations), indexing="ij"))
+    prompt = torch.stack([torch.zeros_like(author), 1 + author, 1 + authors + rel], 1)
+    candidates = torch.stack([torch.cat([prompt, spell[rel, k]], 1) for k in range(values)], 1)  # (N, K, 3 + L)
+    truth = world.flatten()
+    mask = torch.zeros(candidates.shape[-1], dtype=torch.long); mask[3:] = 1  # score only the answer
+    return {"input_ids": candidates[torch.arange(len(truth)), truth], "mask": mask.expand(len(truth), -1),
+            "candidates": candidates, "truth": truth, "author": author, "vocab_size": first + syllables}
+
+@torch.no_grad()
+def multiple_choice(model: nn.Module, # a causal LM
+                    facts: dict, # from `fictitious_facts`
+                    index: torch.Tensor, # which facts to score, shape (n,)
+                   ) -> tuple[float, float]: # (accuracy, answer loss in nats per token)
+    "Accuracy when the answer is the candidate of highest sequence log-probability, and the true answer's loss per token."
+    cand = facts["candidates"][index]  # (n, K, length)
+    n, K, T = cand.shape
+    mask = facts["mask"][:1].expand(n * K, -1)
+    logp = sequence_logprob(model, cand.flatten(0, 1), mask).view(n, K)  # log π(v_k | author, relation)
+    truth = facts["truth"][index]
+    acc = (logp.argmax(1) == truth).float().mean().item()
+    return acc, (-logp.gather(1, truth[:, None]).mean() / mask[0].sum()).item()
