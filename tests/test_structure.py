@@ -1,5 +1,5 @@
 """The project's invariants: layout, clean notebooks, an export in sync, the toc, the data files."""
-import csv, filecmp, json, shutil, subprocess, sys, tomllib
+import csv, filecmp, json, re, shutil, subprocess, sys, tomllib
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,10 @@ def test_chapter_structure(path):
     assert len(params) == 1, f"{path} needs exactly one cell tagged 'parameters'"
     src = "".join(params[0]["source"])
     assert "scale" in src and "seeds" in src, f"{path}: the parameters cell must define `scale` and `seeds`"
+    code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    if path.name != "_template.ipynb":
+        assert "seeds = as_seeds(seeds)" in code, (f"{path}: read the seeds with recipes.core.setup.as_seeds, so that "
+                                                   "`papermill -p seeds \"[...]\"` (which passes text) works")
     first = "".join(cells[0]["source"])
     if path.name != "_template.ipynb":
         rel = path.relative_to(ROOT / "nbs").with_suffix("")
@@ -113,4 +117,4 @@ def test_records_are_well_formed():
 def test_no_chapter_declares_its_expected_outcome():
     for path in NOTEBOOKS:
         code = "".join("".join(c["source"]) for c in _cells(path) if c["cell_type"] == "code")
-        assert "expected=" not in code.replace(" ", ""), f"{path}: a chapter declares the claim, never the outcome it expects"
+        assert not re.search(r"[(,]\s*expected\s*=", code), f"{path}: a chapter declares the claim, never the outcome it expects"

@@ -61,7 +61,7 @@ def preset(scale: str, # which preset to use: "cpu" (default runs) or "paper" (G
                              "every preset must set the same keys")
     return SimpleNamespace(scale=scale, **presets[scale])
 
-# %% ../../nbs/core/setup.ipynb #66faeaf2
+# %% ../../nbs/core/setup.ipynb #2c3a628b
 def as_seeds(seeds, # a list of ints, or its text form as `papermill -p seeds "[0, 1, 2]"` passes it
             ) -> list[int]:
     "The chapter's seeds as a list of distinct ints, whether given as a list or as the text of one."
