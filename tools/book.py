@@ -448,40 +448,48 @@ def _part(chapter: str) -> str:
     return chapter.split("/")[0]
 
 
+FOREST_CLIP = 6.0  # distances beyond this many half-widths are drawn at the edge, with an arrow
+
+
 def forest_plot(rows: list[tuple[dict, dict]], path: Path, title: str) -> None:
-    """One row per claim: its interval and mean against its own margin, coloured by verdict. Each row is scaled so its
-    margin sits at 0 and its farthest interval end at ±1, with the claimed direction to the right; the labels give the
-    numbers in the claim's own units."""
+    """One row per claim: how far its mean lies from its own margin, in units of its 95% interval's half-width, with
+    the claimed direction to the right. Every interval is then a bar of length 2: a bar clear of the dashed margin line
+    on the right is reproduced, on the left refuted, across it inconclusive, and the farther from the line, the
+    stronger. The labels give the numbers in the claim's own units."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     cl = _claims_module()
-    n = len(rows)
-    fig, ax = plt.subplots(figsize=(11, 0.32 * n + 1.1))
+    n, clip = len(rows), FOREST_CLIP
+    fig, ax = plt.subplots(figsize=(11, 0.32 * n + 1.2))
     for i, (rec, c) in enumerate(rows):
         s = c["spec"]
         sign = 1 if s["comparator"] == ">" else -1
-        lo, hi, mean = (sign * (x - s["margin"]) for x in (c["ci_low"], c["ci_high"], c["mean"]))
-        lo, hi = min(lo, hi), max(lo, hi)
-        scale = max(abs(lo), abs(hi), 1e-12)
+        half = (c["ci_high"] - c["ci_low"]) / 2
+        gap = sign * (c["mean"] - s["margin"])
+        z = gap / half if half > 0 else math.copysign(math.inf, gap)  # an exact measurement is infinitely far
         y = n - 1 - i
         colour = cl.BADGE_COLOURS[c["verdict"]]
-        ax.plot([lo / scale, hi / scale], [y, y], color=colour, lw=3, solid_capstyle="butt")
-        ax.plot([mean / scale], [y], "o", color=colour, ms=5)
-        label = f"{rec['chapter'].split('/')[1]}: {c['id']}"
-        ax.text(-1.08, y, label[:48], ha="right", va="center", fontsize=8)
-        ax.text(1.08, y, f"{cl.format_effect(c['mean'], c['ci_low'], c['ci_high'], s['log_ratio'])}  "
-                         f"needs {cl.format_margin(s['comparator'], s['margin'], s['log_ratio'])}",
+        lo, hi = max(z - 1, -clip), min(z + 1, clip)
+        if lo < hi:
+            ax.plot([lo, hi], [y, y], color=colour, lw=3, solid_capstyle="butt")
+        ax.plot([min(max(z, -clip), clip)], [y], ">" if z > clip else "<" if z < -clip else "o", color=colour, ms=6)
+        ax.text(-clip - 0.3, y, f"{rec['chapter'].split('/')[1]}: {c['id']}"[:52], ha="right", va="center", fontsize=8)
+        ax.text(clip + 0.3, y, f"{cl.format_effect(c['mean'], c['ci_low'], c['ci_high'], s['log_ratio'])}  "
+                               f"needs {cl.format_margin(s['comparator'], s['margin'], s['log_ratio'])}",
                 ha="left", va="center", fontsize=8, color=colour)
     ax.axvline(0, color="0.3", lw=1, ls="--")
-    ax.set(xlim=(-1.05, 1.05), ylim=(-0.7, n - 0.3), yticks=[], xticks=[-1, 0, 1],
-           xticklabels=["against the claim", "margin", "for the claim"], title=title)
+    ax.set(xlim=(-clip - 0.2, clip + 0.2), ylim=(-0.7, n - 0.3), yticks=[], title=title,
+           xlabel="distance of the mean from the margin, in half-widths of the 95% interval (claimed direction →)")
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    handles = [plt.Line2D([], [], color=cl.BADGE_COLOURS[v], lw=3, label=v) for v in VERDICTS
-               if any(c["verdict"] == v for _, c in rows)]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.6 / (0.32 * n + 1.1)), ncol=len(handles),
-              frameon=False, fontsize=8)
+    labels: dict[str, list[str]] = {}
+    for v in VERDICTS:
+        if any(c["verdict"] == v for _, c in rows):
+            labels.setdefault(cl.BADGE_COLOURS[v], []).append(v)
+    ax.legend(handles=[plt.Line2D([], [], color=col, lw=3, label=" / ".join(vs)) for col, vs in labels.items()],
+              loc="lower center", bbox_to_anchor=(0.5, 1.0 + 0.25 / (0.32 * n + 1.2)), ncol=len(labels), frameon=False,
+              fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
