@@ -16,10 +16,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 # %% auto #0
-__all__ = ['linear_types', 'AdapterLayer', 'AdapterConfig', 'candidate_layers', 'find_targets', 'adapter_layers',
-           'require_adapters', 'apply_adapter', 'trainable_parameters', 'AdapterReport', 'adapter_report',
-           'merge_adapters', 'unmerge_adapters', 'merge_and_unload', 'adapters_disabled', 'adapter_state_dict',
-           'save_adapter', 'load_adapter', 'check_adapter']
+__all__ = ['linear_types', 'AdapterLayer', 'AdapterConfig', 'modules_to_save', 'candidate_layers', 'find_targets',
+           'adapter_layers', 'require_adapters', 'apply_adapter', 'trainable_parameters', 'AdapterReport',
+           'adapter_report', 'merge_adapters', 'unmerge_adapters', 'merge_and_unload', 'adapters_disabled',
+           'plain_keys', 'adapter_state_dict', 'save_adapter', 'load_adapter', 'check_adapter']
 
 # %% ../../nbs/core/adapters.ipynb #ae764eb8
 def linear_types() -> tuple[type, ...]:
@@ -29,6 +29,28 @@ def linear_types() -> tuple[type, ...]:
         return (nn.Linear, Conv1D)
     except ImportError:  # transformers is optional for plain torch models
         return (nn.Linear,)
+
+def _write_plain_keys(module, state_dict, prefix, local_metadata):
+    "state_dict post-hook: `prefix.weight`/`.bias` hold the merged layer, `prefix.base.*` the unmerged base."
+    if module.plain_problem() is not None:
+        return  # no plain layer computes this one; save_pretrained refuses instead (see _guard_save_pretrained)
+    for k, v in module.plain_tensors(merged=True).items():
+        if prefix + k in state_dict:
+            raise ValueError(f"{type(module).__name__} has its own tensor {k!r}, which clashes with the base layer's key")
+        state_dict[prefix + k] = v
+    if module.merged:  # the live base weight holds W0 + ΔW; the checkpoint's base.* holds W0, as when unmerged
+        for k, v in module.plain_tensors(merged=False).items():
+            state_dict[prefix + "base." + k] = v
+
+def _read_plain_keys(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    "load_state_dict pre-hook: drop the merged copy when base.* is there; read a plain layer's keys into base.*."
+    keys = [k for k, p in module.base._parameters.items() if p is not None]
+    for k in keys:
+        if prefix + k in state_dict:
+            value = state_dict.pop(prefix + k)
+            state_dict.setdefault(prefix + "base." + k, value)  # a plain checkpoint: its weight is the base weight
+    if module.merged and any(prefix + "base." + k in state_dict for k in keys):
+        module.merged = False  # the base tensors read are the unmerged W0
 
 class AdapterLayer(nn.Module):
     "A frozen base layer plus a method's trainable adapter; subclasses define what the adapter computes."
@@ -48,6 +70,8 @@ class AdapterLayer(nn.Module):
         self.merged, self.enabled = False, True
         for p in base.parameters():
             p.requires_grad_(False)  # W0 and its bias stay frozen
+        self.register_state_dict_post_hook(_write_plain_keys)  # a full save also holds the plain layer's keys
+        self.register_load_state_dict_pre_hook(_read_plain_keys)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -90,7 +114,40 @@ class AdapterLayer(nn.Module):
             self.unmerge_from_base()
             self.merged = False
 
+    @torch.no_grad()
+    def plain_tensors(self, merged: bool = True) -> dict[str, torch.Tensor]:
+        "Copies of the base layer's tensors (weight, bias) with the update merged in (or not), whatever the state."
+        params = dict(self.base._parameters)  # None entries too: merging may create a bias
+        if merged == self.merged:
+            return {k: p.detach().clone() for k, p in params.items() if p is not None}
+        saved = {k: p.detach().clone() for k, p in params.items() if p is not None}
+        flags = {k: v for k, v in vars(self).items() if isinstance(v, (bool, int, float, type(None)))}
+        try:
+            self.merge_into_base() if merged else self.unmerge_from_base()
+            return {k: p.detach().clone() for k, p in self.base._parameters.items() if p is not None}
+        finally:  # put the very same tensors and flags back, bit for bit
+            self.base._parameters.clear()
+            self.base._parameters.update(params)
+            for k, v in saved.items():
+                params[k].copy_(v)
+            vars(self).update(flags)
+
+    def plain_problem(self) -> str | None:
+        "Why the plain base layer cannot compute this adapted layer (None when its merged tensors can)."
+        if not self.mergeable:
+            return f"{type(self).__name__}'s update cannot be merged into the base weights"
+        have = {k for k, p in self.base._parameters.items() if p is not None}
+        extra = set(self.plain_tensors(merged=True)) - have
+        if extra:
+            return (f"merging {type(self).__name__} adds {sorted(extra)} to a {type(self.base).__name__} that has none, "
+                    f"so the plain architecture cannot hold it")
+        return None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.base.weight
+        if x.dtype != w.dtype and x.is_floating_point() and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"{type(self).__name__}: the input is {x.dtype} but the layer's weights are {w.dtype}; "
+                            f"cast one to the other (x.to({w.dtype}) or model.to({x.dtype})), or run inside torch.autocast")
         if self.merged or not self.enabled:
             return self.base(x)
         return self.adapted_forward(x)
@@ -99,7 +156,11 @@ class AdapterLayer(nn.Module):
         return f"d_in={self.d_in}, d_out={self.d_out}, merged={self.merged}"
 
 # %% ../../nbs/core/adapters.ipynb #8c8ab859
+_PLAIN_NAME = re.compile(r"[A-Za-z_][\w.]*")  # a bare module name or dotted suffix, not a regex
+
 def _check_targets(name: str, value):
+    if isinstance(value, str) and (value == "all-linear" or _PLAIN_NAME.fullmatch(value)):
+        return None if value == "all-linear" and name == "target_modules" else [value]  # peft's "all-linear": None
     if value is None or isinstance(value, str):
         if isinstance(value, str):
             try:
@@ -109,19 +170,30 @@ def _check_targets(name: str, value):
         return value
     if isinstance(value, (list, tuple)) and value and all(isinstance(t, (str, type)) for t in value):
         return list(value)
-    raise TypeError(f"{name} must be None, a regex string, or a non-empty list of layer names/suffixes "
-                    f"and module types; got {value!r}")
+    raise TypeError(f"{name} must be None, 'all-linear', a module name, a regex string, or a non-empty list of "
+                    f"layer names/suffixes and module types; got {value!r}")
+
+def _check_modules_to_save(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(t, str) and _PLAIN_NAME.fullmatch(t) for t in value):
+        return list(value)
+    raise TypeError(f"modules_to_save must be None or module names/dotted suffixes (e.g. ['classifier']); got {value!r}")
 
 @dataclass
 class AdapterConfig:
     "Which layers to adapt (shared by every method); subclasses add the method's own validated fields."
-    target_modules: list | str | None = None # names/dotted suffixes and module types, a regex (full match), or None: every adaptable layer but the output head
+    target_modules: list | str | None = None # names/dotted suffixes and module types, one bare name, a regex (full match), or None / "all-linear": every adaptable layer but the output head
     exclude_modules: list | str | None = None # names/dotted suffixes or a regex to leave out
+    modules_to_save: list | str | None = None # modules trained in full and saved with the adapter (a new head: ["classifier"]), never wrapped
     layer_class: ClassVar[type[AdapterLayer]] = AdapterLayer # the method's layer
 
     def __post_init__(self):
         self.target_modules = _check_targets("target_modules", self.target_modules)
         self.exclude_modules = _check_targets("exclude_modules", self.exclude_modules)
+        self.modules_to_save = _check_modules_to_save(self.modules_to_save)
         self.validate()
 
     def validate(self):
@@ -149,6 +221,20 @@ def _matches(name: str, module: nn.Module, spec) -> bool:
         return name == spec or name.endswith("." + spec)
     return isinstance(module, spec)
 
+def modules_to_save(model: nn.Module, # the model
+                    config: AdapterConfig, # its modules_to_save names the modules
+                   ) -> list[str]:
+    "Qualified names of the modules `config.modules_to_save` selects; a name that matches nothing raises."
+    names, missing = [], []
+    for spec in config.modules_to_save or []:
+        hits = [n for n, _ in model.named_modules() if n and (n == spec or n.endswith("." + spec))]
+        hits = [h for h in hits if not any(h.startswith(o + ".") for o in hits)]  # outermost matches only
+        names += [h for h in hits if h not in names] if hits else missing.append(spec) or []
+    if missing:
+        tops = [n for n, _ in model.named_children()]
+        raise ValueError(f"modules_to_save {missing} match no module; the model's top-level modules are {tops}")
+    return names
+
 def candidate_layers(model: nn.Module) -> dict[str, nn.Module]:
     "Every layer an adapter can wrap, by qualified name (layers inside adapters excluded)."
     inside = {f"{n}.base" for n, m in model.named_modules() if isinstance(m, AdapterLayer)}
@@ -160,6 +246,8 @@ def find_targets(model: nn.Module, # any torch module, e.g. a transformers PreTr
                 ) -> list[str]:
     "Qualified names of the layers `config` selects; unknown targets raise with the candidates."
     layers = candidate_layers(model)
+    full = modules_to_save(model, config)  # trained in full: never wrapped
+    layers = {n: m for n, m in layers.items() if not any(n == f or n.startswith(f + ".") for f in full)}
     short = sorted({n.split(".")[-1] for n in layers})
     t = config.target_modules
     if t is None:
@@ -200,7 +288,10 @@ def require_adapters(model: nn.Module, # the model to check
     "The model's adapted layers; raise if it has none, or if some layer is not `config_class`'s method."
     layers = adapter_layers(model)
     if not layers:
-        raise ValueError(f"{caller} needs a model with adapters: call apply_adapter(model, config) first")
+        raise ValueError(f"{caller} needs a model with adapters, and this {type(model).__name__} has none. Add them with "
+                         f"apply_adapter(model, LoraConfig(r=8)) (or any method's config), or load saved ones with "
+                         f"load_adapter(model, 'adapter.safetensors') or recipes.peft.interop.load_peft(model, folder). "
+                         f"(merge_and_unload removes the adapters: keep a reference from before it if you need them.)")
     if config_class is not None:
         wrong = [n for n, m in layers.items() if not isinstance(m, config_class.layer_class)]
         if wrong:
@@ -222,12 +313,35 @@ def apply_adapter(model: nn.Module, # the model to adapt, in place
     names = find_targets(model, config)
     for p in model.parameters():
         p.requires_grad_(False)
+    full = modules_to_save(model, config)
+    for p in model.parameters():
+        p.requires_grad_(False)
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, config.layer_class(getattr(parent, child), config))
+    for name in full:
+        for p in model.get_submodule(name).parameters():
+            p.requires_grad_(True)  # a new head trains in full
     model.adapter_config = config
+    _guard_save_pretrained(model)
     return model
+
+def _guard_save_pretrained(model: nn.Module):
+    "save_pretrained (and so Trainer.save_model) refuses when a plain model could not load what it would write."
+    if not hasattr(model, "save_pretrained"):
+        return
+    def save_pretrained(*args, **kwargs):
+        problems = {n: why for n, m in adapter_layers(model).items() if (why := m.plain_problem())}
+        if problems:
+            name, why = next(iter(problems.items()))
+            raise ValueError(f"save_pretrained refuses: a plain {type(model).__name__} loading the checkpoint would "
+                             f"silently lose the adapters of {len(problems)} layers ({name}: {why}). Save the adapters "
+                             f"with save_adapter(model, 'adapter.safetensors') (or recipes.peft.interop.save_peft) and "
+                             f"keep the base checkpoint; or merge_and_unload(model) first, for a merged model "
+                             f"(its architecture must then allow what the merge adds).")
+        return type(model).save_pretrained(model, *args, **kwargs)
+    model.save_pretrained = save_pretrained
 
 def trainable_parameters(model: nn.Module) -> tuple[int, int]:
     "(trainable, total) parameter counts, tied weights counted once; adapters are included in the total."
@@ -280,6 +394,7 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, m.base)
     del model.adapter_config
+    model.__dict__.pop("save_pretrained", None)  # the refusal, if any, goes with the adapters
     return model
 
 @contextmanager
@@ -300,10 +415,21 @@ def adapters_disabled(model: nn.Module):
             m.merge()
 
 # %% ../../nbs/core/adapters.ipynb #32b9f9bb
+def plain_keys(model: nn.Module) -> set[str]:
+    "The keys a full state_dict adds for plain base models: each adapted layer's merged `weight` (and `bias`)."
+    return {f"{n}.{k}" for n, m in adapter_layers(model).items() if m.plain_problem() is None
+            for k, p in m.base._parameters.items() if p is not None}
+
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    "Only the adapters' tensors, by qualified name."
-    return {f"{n}.{k}": v for n, m in require_adapters(model).items()
-            for k, v in m.state_dict().items() if not k.startswith("base.")}
+    "Only the adapters' tensors, and the modules trained in full (`modules_to_save`), by qualified name."
+    out = {}
+    for n, m in require_adapters(model).items():
+        plain = set(m.base._parameters)
+        out |= {f"{n}.{k}": v for k, v in m.state_dict().items() if not k.startswith("base.") and k not in plain}
+    config = getattr(model, "adapter_config", None)
+    for name in modules_to_save(model, config) if config is not None else []:
+        out |= {f"{name}.{k}": v for k, v in model.get_submodule(name).state_dict().items()}
+    return out
 
 def save_adapter(model: nn.Module, # a model with (unmerged) adapters
                  path: str | Path, # the .safetensors file to write
@@ -325,8 +451,20 @@ def load_adapter(model: nn.Module, # a base model (adapters are added) or a mode
                  path: str | Path, # a file written by save_adapter
                 ) -> nn.Module:
     "Load adapters saved by `save_adapter` into `model`, adding them first if it has none."
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+    path = Path(path)
+    if path.is_dir():
+        hint = (f"; it holds a peft adapter (adapter_config.json): load it with recipes.peft.interop.load_peft(model, "
+                f"{str(path)!r})" if (path / "adapter_config.json").exists() else
+                f"; its .safetensors files: {sorted(p.name for p in path.glob('*.safetensors'))[:5]}")
+        raise IsADirectoryError(f"load_adapter expects the .safetensors file written by save_adapter, "
+                                f"got the folder {path}{hint}")
+    if not path.is_file():
+        raise FileNotFoundError(f"load_adapter: no adapter file at {path} (expected a .safetensors file written by save_adapter)")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors' own errors name neither the file nor what was expected
+        raise ValueError(f"load_adapter: {path} is not a safetensors file written by save_adapter ({e})") from None
     if "config_class" not in meta:
         raise ValueError(f"{path} is not an adapter file written by save_adapter (no config in its header)")
     module, _, qualname = meta["config_class"].partition(":")
@@ -360,7 +498,7 @@ def check_adapter(make_model, # make_model() -> a fresh base model (same weights
     with torch.no_grad():
         y0 = _outputs(base, inputs)
     model = apply_adapter(make_model().eval(), config)
-    adapter_keys = set(adapter_state_dict(model))
+    adapter_keys = set(adapter_state_dict(model)) | plain_keys(model)  # the merged copies move when the adapter trains
     base_tensors = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in adapter_keys}
     with torch.no_grad():
         if starts_at_base:
