@@ -50,7 +50,10 @@ class WarmupStableDecay(LRScheduler):
         W = _check_steps("warmup_steps", warmup_steps)
         D = round(0.2 * T) if decay_steps is None else _check_steps("decay_steps", decay_steps)
         if W + D > T:
-            raise ValueError(f"warmup_steps + decay_steps must be <= total_steps, got {W} + {D} > {T}")
+            decay = f" + decay_steps={D}" + (" (the default, 20% of total_steps)" if decay_steps is None else "") if D else ""
+            raise ValueError(f"warmup_steps={W}{decay} is longer than the run, total_steps={T}: the warmup"
+                             f"{' and the decay' if D else ''} must fit in total_steps (the run's optimizer steps); "
+                             f"shorten warmup_steps to at most {T - D}{' or decay_steps' if D else ''}, or raise total_steps")
         if decay_shape not in DECAY_SHAPES:
             raise ValueError(f"decay_shape must be one of {sorted(DECAY_SHAPES)}, got {decay_shape!r}")
         self.total_steps, self.warmup_steps, self.decay_steps = T, W, D
@@ -81,8 +84,12 @@ class WarmupCosine(WarmupStableDecay):
                  warmup_steps: int = 0, # W
                  min_lr_ratio: float = 0.0, # r: final rate as a fraction of the peak
                  last_epoch: int = -1):
-        _check_steps("total_steps", total_steps, low=1)
-        super().__init__(optimizer, total_steps, warmup_steps, total_steps - _check_steps("warmup_steps", warmup_steps),
+        T, W = _check_steps("total_steps", total_steps, low=1), _check_steps("warmup_steps", warmup_steps)
+        if W > T:  # the cosine decays over the T - W steps after the warmup
+            raise ValueError(f"warmup_steps={W} is longer than the run, total_steps={T}: WarmupCosine warms up, then decays "
+                             f"over the remaining total_steps - warmup_steps; give warmup_steps <= {T} (a few percent of "
+                             "the run is usual) or set total_steps to the run's optimizer steps")
+        super().__init__(optimizer, total_steps, warmup_steps, T - W,
                          "cosine", min_lr_ratio, last_epoch)
 
 class Constant(WarmupStableDecay):
