@@ -1,7 +1,8 @@
 """The optimizer test matrix, kept as data: one row per optimizer in the book.
 
 `tests/test_optimizers.py` runs the behavioural contract (`recipes.core.optim.check_optimizer`) on
-every row, and `tools/bench.py` times each row with a reference against that reference.
+every row, `tests/test_fused.py` compiles every elementwise row and checks every fused row, and
+`tools/bench.py` times each row against its reference and against torch's fused AdamW.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class Case:
     reference_matrix_options: dict = field(default_factory=dict)  # per-group options the reference needs on 2-D weights
     exact: bool = True  # False: the rules agree only under settings the chapter's own equivalence test uses (timed, not compared here)
     contract: dict = field(default_factory=dict)  # options for check_optimizer (e.g. more steps for a deliberately slow rule)
+    elementwise: bool = False  # per-coordinate (or per-tensor) rule: its update must compile with no graph break
+    fused: bool = False  # its arithmetic is torch's fused Adam/AdamW: fused=True must match its foreach path
 
     def make(self, params, **overrides):
         return load(self.ours)(params, **{**self.kwargs, **overrides})
@@ -41,20 +44,21 @@ def load(spec: str):
 
 
 CASES = [
-    Case("Adam", "recipes.optim.adam:Adam", dict(lr=0.05), "torch.optim:Adam", family="adam"),
+    Case("Adam", "recipes.optim.adam:Adam", dict(lr=0.05), "torch.optim:Adam", family="adam", elementwise=True, fused=True),
     Case("AdamW", "recipes.optim.adam:Adam", dict(lr=0.05, weight_decay=0.01, decoupled=True),
-         "torch.optim:AdamW", dict(weight_decay=0.01), family="adam"),
-    Case("AMSGrad", "recipes.optim.adam:AMSGrad", dict(lr=0.05), "torch.optim:Adam", dict(amsgrad=True), family="adam"),
-    Case("OptimisticAMSGrad", "recipes.optim.adam:OptimisticAMSGrad", dict(lr=0.05), family="adam"),
-    Case("Lion", "recipes.optim.lion:Lion", dict(lr=0.01), "lion_pytorch:Lion"),
+         "torch.optim:AdamW", dict(weight_decay=0.01), family="adam", elementwise=True, fused=True),
+    Case("AMSGrad", "recipes.optim.adam:AMSGrad", dict(lr=0.05), "torch.optim:Adam", dict(amsgrad=True), family="adam",
+         elementwise=True, fused=True),
+    Case("OptimisticAMSGrad", "recipes.optim.adam:OptimisticAMSGrad", dict(lr=0.05), family="adam", elementwise=True),
+    Case("Lion", "recipes.optim.lion:Lion", dict(lr=0.01), "lion_pytorch:Lion", elementwise=True),
     Case("Gravity", "recipes.optim.gravity:Gravity", dict(lr=2.0, alpha=0.0), "pytorch_optimizer:Gravity", dict(alpha=0.0),
-         contract=dict(steps=500)),
+         contract=dict(steps=500), elementwise=True),
     Case("AdaBelief", "recipes.optim.adabelief:AdaBelief", dict(lr=0.05), "pytorch_optimizer:AdaBelief",
-         dict(rectify=False), family="adam"),
+         dict(rectify=False), family="adam", elementwise=True),
     Case("AdaBound", "recipes.optim.adabound:AdaBound", dict(lr=0.05), "pytorch_optimizer:AdaBound",
-         dict(weight_decouple=False), family="adam"),
+         dict(weight_decouple=False), family="adam", elementwise=True),
     Case("AMSBound", "recipes.optim.adabound:AMSBound", dict(lr=0.05), "pytorch_optimizer:AdaBound",
-         dict(weight_decouple=False, ams_bound=True), family="adam"),
+         dict(weight_decouple=False, ams_bound=True), family="adam", elementwise=True),
     # group-wide sums amplify float32 rounding (1e-5 after 10 steps); its chapter matches bit for bit on its own setup
     Case("DAdaptSGD", "recipes.optim.lr_free:DAdaptSGD", dict(momentum=0.9), "dadaptation:DAdaptSGD", dict(momentum=0.9),
          exact=False),
@@ -65,7 +69,7 @@ CASES = [
     Case("Shampoo", "recipes.optim.shampoo:Shampoo", dict(lr=0.3, eps=1e-4), "pytorch_optimizer:Shampoo",
          dict(matrix_eps=1e-4), exact=False),
     # no library implements the proximal step; its chapter checks l1=0 against torch's SGD and the result against sklearn's Lasso
-    Case("ProximalSGD", "recipes.optim.nondifferentiable:ProximalSGD", dict(lr=0.1, l1=1e-3)),
+    Case("ProximalSGD", "recipes.optim.nondifferentiable:ProximalSGD", dict(lr=0.1, l1=1e-3), elementwise=True),
     Case("MeZO", "recipes.optim.zeroth_order:MeZO", dict(lr=5e-3), contract=dict(forward_only=True)),
     Case("ZOAdam", "recipes.optim.zeroth_order:ZOAdam", dict(lr=3e-2), contract=dict(forward_only=True)),
     Case("GaLore", "recipes.optim.low_rank:GaLore", dict(lr=0.05, rank=2, update_gap=10, eps=1e-12),

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/core/optim.ipynb #fb62288a
 from __future__ import annotations
-import copy, math
+import copy, math, warnings
 from collections.abc import Callable, Iterable
 from numbers import Real
 
@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['check_range', 'check_betas', 'Optimizer', 'optimizer_state_bytes', 'check_optimizer', 'Sweep', 'lr_sweep']
+__all__ = ['check_range', 'check_betas', 'new_step', 'step_count', 'foreach_addcdiv_', 'warn_fp16_eps', 'Optimizer',
+           'optimizer_state_bytes', 'check_optimizer', 'reference_gap', 'Sweep', 'lr_sweep']
 
 # %% ../../nbs/core/optim.ipynb #bbafe0ca
 def check_range(name: str, # the argument's name, as the user wrote it
@@ -43,10 +44,48 @@ def check_betas(betas, # the (beta1, beta2, ...) tuple
         raise ValueError(f"{name} must be a tuple of {n} numbers in [0, 1), got {betas!r}")
     return tuple(check_range(f"{name}[{i}]", b, 0.0, 1.0, high_open=True) for i, b in enumerate(betas))
 
+# %% ../../nbs/core/optim.ipynb #bcdbc1f1
+def new_step() -> torch.Tensor:
+    "A fresh step counter t = 0: a float32 scalar tensor, as torch keeps it, so `torch.compile` never guards on its value."
+    return torch.zeros((), dtype=torch.float32)
+
+def step_count(state: dict):
+    "The step t of `state`: a Python number in eager mode (cheap scalar arithmetic), the tensor itself under `torch.compile`."
+    t = state["step"]
+    if isinstance(t, torch.Tensor) and not torch.compiler.is_compiling():
+        return t.item()
+    return t
+
+def foreach_addcdiv_(params: list, # the tensors to update in place
+                     num: list, # numerators
+                     denom: list, # denominators
+                     scales: list, # one scale per tensor: numbers, or scalar tensors under `torch.compile`
+                    ):
+    "θ ← θ + s · num / denom for every tensor; traceable by `torch.compile` when the scales are tensors."
+    if scales and isinstance(scales[0], torch.Tensor):
+        torch._foreach_addcdiv_(params, torch._foreach_mul(num, list(scales)), denom)  # compiled: one fused kernel anyway
+    else:
+        torch._foreach_addcdiv_(params, num, denom, scales)
+
+# %% ../../nbs/core/optim.ipynb #9b4d82f5
+def warn_fp16_eps(group: dict, # a parameter group with its hyperparameters
+                 ):
+    "Warn when an ε of the group rounds to zero in float16, the dtype of some of its parameters."
+    if not any(isinstance(p, torch.Tensor) and p.dtype == torch.float16 for p in group.get("params", [])):
+        return
+    for key, value in group.items():
+        if not (key == "eps" or key.endswith("_eps")) or isinstance(value, bool) or not isinstance(value, Real):
+            continue
+        if value > 0 and float(torch.tensor(value, dtype=torch.float16)) == 0.0:  # below half of 2⁻²⁴, fp16's smallest subnormal
+            warnings.warn(f"{key}={value:g} underflows to 0 in float16, and this group has float16 parameters: "
+                          f"a denominator √v + {key} can reach 0. Use {key} >= 6e-08 (2^-24), or keep float32 "
+                          "master weights", UserWarning, stacklevel=5)
+
 # %% ../../nbs/core/optim.ipynb #d438ab5b
 class Optimizer(torch.optim.Optimizer):
     "Base of the book's optimizers: validated groups, one step loop, lazy per-parameter state."
     requires_closure: bool = False  # True when step() must evaluate the loss itself
+    group_wide: bool = False  # True when the rule needs the whole group at once (a norm or sum over it): no per-tensor path
 
     def __init__(self,
                  params, # parameters, or dicts of parameter groups with per-group options
@@ -71,10 +110,23 @@ class Optimizer(torch.optim.Optimizer):
             check_betas(group["betas"], len(group["betas"]) if isinstance(group["betas"], (tuple, list)) else 2)
         if group.get("foreach") not in (None, True, False):
             raise TypeError(f"foreach must be None, True or False, got {group['foreach']!r}")
+        if self.group_wide and group.get("foreach") is False:
+            raise ValueError(f"{type(self).__name__} cannot honour foreach=False: its step depends on a sum over the "
+                             "whole group, so it has no per-tensor path; pass foreach=None or True")
+        if group.get("fused") not in (None, True, False):
+            raise TypeError(f"fused must be None, True or False, got {group['fused']!r}")
+        if group.get("fused") and not self.fusable(group):
+            raise ValueError(f"{type(self).__name__} cannot honour fused=True: its update is not torch's fused "
+                             "Adam/AdamW arithmetic; pass fused=None or False (torch.compile fuses it instead)")
+        warn_fp16_eps(group)
+
+    def fusable(self, group: dict) -> bool:
+        "True when this group's update is exactly what torch's fused kernel computes (the Adam family says so)."
+        return False
 
     def init_state(self, p: torch.Tensor, group: dict) -> dict:
         "The state of parameter `p` before its first step."
-        return {"step": 0}
+        return {"step": new_step()}
 
     def update(self, group: dict, params: list, grads: list, states: list):
         "Apply one step to `params` (those of `group` with a gradient); subclasses implement this."
@@ -82,7 +134,7 @@ class Optimizer(torch.optim.Optimizer):
 
     def use_foreach(self, group: dict, params: list) -> bool:
         "Vectorize over the group unless it says `foreach=False` (or its tensors are on several devices)."
-        if "foreach" not in group:
+        if "foreach" not in group or self.group_wide:
             return True  # a group-wide update rule always sees the whole group
         if group["foreach"] is not None:
             return group["foreach"]
@@ -217,7 +269,7 @@ def check_optimizer(make: Callable[[list], torch.optim.Optimizer], # make(params
 
     # the foreach and per-tensor paths agree
     opt = make([nn.Parameter(torch.zeros(1))])
-    if "foreach" in opt.defaults:
+    if "foreach" in opt.defaults and not getattr(opt, "group_wide", False):
         runs = []
         for foreach in (False, True):
             model, mse = _mlp_task(3)
@@ -237,6 +289,54 @@ def check_optimizer(make: Callable[[list], torch.optim.Optimizer], # make(params
         pass
     else:
         raise AssertionError(f"{type(bad).__name__} accepted lr=-1.0")
+
+# %% ../../nbs/core/optim.ipynb #02bbf733
+def reference_gap(make_ours: Callable[[list], torch.optim.Optimizer], # make_ours(params) -> our optimizer
+                  make_reference: Callable[[list], torch.optim.Optimizer], # make_reference(params) -> the reference
+                  steps: int = 20, # optimizer steps
+                  task: str = "regression", # "regression": 6 → h → 3, MSE; "classification": 10 → h → 3 classes, cross-entropy
+                  hidden: int = 16, # h, the MLP's hidden width
+                  batch_size: int = 32, # rows per batch
+                  fresh_batches: bool = True, # a new batch every step (False: one fixed batch, full-batch training)
+                  dtype: torch.dtype = torch.float32, # the model's and the data's dtype
+                  seed: int = 0, # the initialization seed; batches and the optimizers' own draws use seed + 1
+                 ) -> float:
+    "Train one small MLP twice, once per optimizer, from the same init on the same batches: max |θ_ours − θ_ref| after `steps`."
+    if task not in ("regression", "classification"):
+        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    n_in = 6 if task == "regression" else 10
+
+    def batch(gen):
+        x = torch.randn(batch_size, n_in, generator=gen, dtype=dtype)
+        if task == "regression":
+            return x, torch.randn(batch_size, 3, generator=gen, dtype=dtype)
+        return x, torch.randint(0, 3, (batch_size,), generator=gen)
+
+    def run(make):
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, 3)).to(dtype)
+        fixed = None if fresh_batches else batch(None)  # from the global generator, right after the init
+        opt = make(list(net.parameters()))
+        torch.manual_seed(seed + 1)  # what an optimizer draws (e.g. Gravity's v₀) is the same in both runs
+        gen = torch.Generator().manual_seed(seed + 1)
+        loss_fn = nn.functional.mse_loss if task == "regression" else nn.functional.cross_entropy
+        for _ in range(steps):
+            x, y = fixed if fixed is not None else batch(gen)
+            def closure(backward=True):
+                if not backward:
+                    with torch.no_grad():
+                        return loss_fn(net(x), y)
+                opt.zero_grad()
+                loss = loss_fn(net(x), y)
+                loss.backward()
+                return loss
+            opt.step(closure) if getattr(opt, "requires_closure", False) else (closure(), opt.step())
+        return [p.detach() for p in net.parameters()]
+
+    ours, ref = run(make_ours), run(make_reference)
+    return max((p - q).abs().max().item() for p, q in zip(ours, ref))
 
 # %% ../../nbs/core/optim.ipynb #56a94124
 from dataclasses import dataclass

@@ -23,9 +23,10 @@ class AdaBelief(Adam):
                  weight_decay: float = 0.0, # λ: decoupled decay by default, L2 penalty with `decoupled=False`
                  decoupled: bool = True, # shrink θ by αλ (the authors' `weight_decouple=True`)
                  foreach: bool | None = None, # vectorized path (default: on when tensors share a device)
+                 fused: bool | None = None, # refused: (g − m)² is not torch's fused Adam arithmetic
                 ):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         decoupled=decoupled, foreach=foreach)
+                         decoupled=decoupled, foreach=foreach, fused=fused)
 
     def init_state(self, p, group):
         state = super().init_state(p, group)

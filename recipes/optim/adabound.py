@@ -7,7 +7,7 @@ a single SGD learning rate."""
 from __future__ import annotations
 import torch
 
-from ..core.optim import check_range
+from ..core.optim import check_range, step_count
 from .adam import Adam, AMSGrad
 
 # %% auto #0
@@ -26,8 +26,9 @@ class AdaBound(Adam):
                  weight_decay: float = 0.0, # λ: L2 penalty, or decoupled decay when `decoupled`
                  decoupled: bool = False, # shrink θ by αλ instead of adding λθ to the gradient (AdaBoundW)
                  foreach: bool | None = None, # vectorized path (default: on when tensors share a device)
+                 fused: bool | None = None, # refused: the clipped step is not torch's fused Adam arithmetic
                 ):
-        super().__init__(params, lr, betas, eps, weight_decay, decoupled, foreach, final_lr=final_lr, gamma=gamma)
+        super().__init__(params, lr, betas, eps, weight_decay, decoupled, foreach, fused, final_lr=final_lr, gamma=gamma)
 
     def add_param_group(self, param_group: dict):
         super().add_param_group(param_group)
@@ -53,11 +54,11 @@ class AdaBound(Adam):
         lr, (beta1, beta2) = group["lr"], group["betas"]
         denom = torch._foreach_sqrt(v)
         torch._foreach_add_(denom, group["eps"])  # √v + ε
-        torch._foreach_div_(denom, [(1 - beta2 ** s["step"]) ** 0.5 for s in states])  # D = (√v + ε) / √(1 − β2ᵗ)
+        torch._foreach_div_(denom, [(1 - beta2 ** step_count(s)) ** 0.5 for s in states])  # D = (√v + ε) / √(1 − β2ᵗ)
         if lr == 0:
             return denom  # no step at α = 0 (the moments still update)
-        c = [lr / (1 - beta1 ** s["step"]) for s in states]  # Adam's numerator α / (1 − β1ᵗ)
-        band = [self.bounds(group, s["step"]) for s in states]
+        c = [lr / (1 - beta1 ** step_count(s)) for s in states]  # Adam's numerator α / (1 − β1ᵗ)
+        band = [self.bounds(group, step_count(s)) for s in states]
         torch._foreach_clamp_min_(denom, [ci / hi for ci, (lo, hi) in zip(c, band)])  # c/D ≤ η_u  ⇔  D ≥ c/η_u
         torch._foreach_clamp_max_(denom, [ci / lo for ci, (lo, hi) in zip(c, band)])  # c/D ≥ η_l  ⇔  D ≤ c/η_l
         return denom

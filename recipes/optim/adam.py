@@ -7,10 +7,10 @@ never lets that estimate shrink; Optimistic AMSGrad adds a step along a guess of
 from __future__ import annotations
 import torch
 
-from ..core.optim import Optimizer
+from ..core.optim import Optimizer, foreach_addcdiv_, new_step, step_count
 
 # %% auto #0
-__all__ = ['Adam', 'AMSGrad', 'OptimisticAMSGrad', 'max_param_gap']
+__all__ = ['Adam', 'AMSGrad', 'OptimisticAMSGrad']
 
 # %% ../../nbs/optim/adam.ipynb #2ff438a5
 class Adam(Optimizer):
@@ -23,18 +23,30 @@ class Adam(Optimizer):
                  weight_decay: float = 0.0, # λ: L2 penalty, or decoupled decay when `decoupled`
                  decoupled: bool = False, # AdamW: shrink θ by αλ instead of adding λθ to the gradient
                  foreach: bool | None = None, # vectorized path (default: on when tensors share a device)
+                 fused: bool | None = None, # torch's fused Adam/AdamW kernel (Adam and AMSGrad only; default: off)
                  **extra_defaults, # a subclass's own hyperparameters (e.g. AdaBound's final_lr), validated by its `validate`
                 ):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      decoupled=decoupled, foreach=foreach, **extra_defaults))
+                                      decoupled=decoupled, foreach=foreach, fused=fused,
+                                      **extra_defaults))
 
     def validate(self, group):
         super().validate(group)
         if not isinstance(group["decoupled"], bool):
             raise TypeError(f"decoupled must be True or False, got {group['decoupled']!r}")
 
+    def fusable(self, group):
+        "True for Adam and AMSGrad themselves: a subclass that overrides a hook of the rule changes its arithmetic."
+        for klass in type(self).__mro__:
+            if klass is Optimizer:
+                return True
+            if klass not in (Adam, AMSGrad) and any(k in vars(klass) for k in ("update", "second_moment", "denominator",
+                                                                                 "init_state", "fused_update")):
+                return False
+        return False
+
     def init_state(self, p, group):
-        return {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        return {"step": new_step(), "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
 
     def second_moment(self, group, grads, exp_avgs, states) -> list:
         "Update and return v, the running average of g² (subclasses change what is averaged)."
@@ -46,13 +58,15 @@ class Adam(Optimizer):
 
     def denominator(self, group, v, states) -> list:
         "The per-coordinate scale √v̂ + ε, with v̂ = v / (1 − β2ᵗ) (subclasses change which v)."
-        bias2 = [(1 - group["betas"][1] ** s["step"]) ** 0.5 for s in states]
+        bias2 = [(1 - group["betas"][1] ** step_count(s)) ** 0.5 for s in states]
         denom = torch._foreach_sqrt(v)
         torch._foreach_div_(denom, bias2)  # √v̂ = √v / √(1 − β2ᵗ)
         torch._foreach_add_(denom, group["eps"])
         return denom
 
     def update(self, group, params, grads, states):
+        if group.get("fused"):
+            return self.fused_update(group, params, grads, states)
         lr, (beta1, _), wd = group["lr"], group["betas"], group["weight_decay"]
         for s in states:
             s["step"] += 1
@@ -64,8 +78,21 @@ class Adam(Optimizer):
         torch._foreach_lerp_(m, grads, 1 - beta1)  # m ← β1 m + (1 − β1) g
         v = self.second_moment(group, grads, m, states)
         denom = self.denominator(group, v, states)
-        step = [-lr / (1 - beta1 ** s["step"]) for s in states]  # −α / (1 − β1ᵗ)
-        torch._foreach_addcdiv_(params, m, denom, step)  # θ ← θ − α m̂ / (√v̂ + ε)
+        step = [-lr / (1 - beta1 ** step_count(s)) for s in states]  # −α / (1 − β1ᵗ)
+        foreach_addcdiv_(params, m, denom, step)  # θ ← θ − α m̂ / (√v̂ + ε)
+
+    def fused_update(self, group, params, grads, states):
+        "The same step in one call of torch's fused kernel (`torch._fused_adamw_`, or `_fused_adam_` for the L2 penalty)."
+        steps = [s["step"] for s in states]
+        if not all(isinstance(t, torch.Tensor) for t in steps):
+            raise TypeError("fused=True needs tensor step counters (state['step']); this state has a Python number")
+        torch._foreach_add_(steps, 1)  # the kernel reads t, it does not count
+        kernel = torch._fused_adamw_ if group["decoupled"] else torch._fused_adam_
+        amsgrad = isinstance(self, AMSGrad)
+        (beta1, beta2) = group["betas"]
+        kernel(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+               [s["max_exp_avg_sq"] for s in states] if amsgrad else [], steps, amsgrad=amsgrad, lr=group["lr"],
+               beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
 # %% ../../nbs/optim/adam.ipynb #779ae66d
 class AMSGrad(Adam):
@@ -109,29 +136,7 @@ class OptimisticAMSGrad(AMSGrad):
         if guesses is not grads:  # θ_t itself when the guess is the last gradient; otherwise add the correction
             h = torch._foreach_add(h, torch._foreach_sub(guesses, grads), alpha=1 - beta1)
         denom, self._denom = self._denom, None  # √v̂_t + ε from the half step
-        step = [-group["lr"] / (1 - beta1 ** s["step"]) for s in states]
+        step = [-group["lr"] / (1 - beta1 ** step_count(s)) for s in states]
         torch._foreach_copy_(params, halves)
-        torch._foreach_addcdiv_(params, h, denom, step)  # w_{t+1} = w_{t+1/2} − η ĥ_{t+1} / (√v̂_t + ε)
+        foreach_addcdiv_(params, h, denom, step)  # w_{t+1} = w_{t+1/2} − η ĥ_{t+1} / (√v̂_t + ε)
         torch._foreach_copy_([s["guess"] for s in states], guesses)  # keep m_{t+1} for the next error
-
-# %% ../../nbs/optim/adam.ipynb #a1dc0e02
-def max_param_gap(make_ours, # make_ours(params) -> our optimizer
-                  make_ref, # make_ref(params) -> the reference optimizer
-                  steps: int = 25, # optimizer steps on shared random batches
-                  dtype: torch.dtype = torch.float32, # the model's dtype
-                 ) -> float:
-    "Train two copies of one small MLP, one per optimizer, on the same batches; the largest parameter gap after `steps`."
-    import copy
-    from torch import nn
-    torch.manual_seed(0)
-    a = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).to(dtype)
-    b = copy.deepcopy(a)
-    ours, ref = make_ours(a.parameters()), make_ref(b.parameters())
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(steps):
-        x, y = torch.randn(32, 6, generator=gen, dtype=dtype), torch.randn(32, 3, generator=gen, dtype=dtype)
-        for model, opt in ((a, ours), (b, ref)):
-            opt.zero_grad()
-            nn.functional.mse_loss(model(x), y).backward()
-            opt.step()
-    return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))

@@ -7,7 +7,7 @@ up, and a running average with a warm-starting coefficient smooths the velocity.
 from __future__ import annotations
 import torch
 
-from ..core.optim import Optimizer, check_range
+from ..core.optim import Optimizer, check_range, new_step, step_count
 
 # %% auto #0
 __all__ = ['Gravity']
@@ -40,13 +40,13 @@ class Gravity(Optimizer):
             raise ValueError(f"member_dims={k} leaves no dimension to take the max over for a parameter "
                              f"of shape {tuple(p.shape)}; use member_dims < p.dim()")
         v = torch.empty_like(p).normal_(0.0, group["alpha"] / group["lr"])  # v₀ ~ N(0, (α/η)²)
-        return {"step": 0, "v": v}
+        return {"step": new_step(), "v": v}
 
     def update(self, group, params, grads, states):
         lr, beta, k = group["lr"], group["beta"], group["member_dims"]
         for s in states:
             s["step"] += 1
-        t = states[0]["step"]
+        t = step_count(states[0])
         beta_t = (beta * t + 1) / (t + 2)  # β̂ₜ = (βt + 1) / (t + 2)
         big = [g.abs().amax(dim=tuple(range(k, g.dim())), keepdim=True) for g in grads]  # M = max|g| = 1/m
         denom = torch._foreach_mul(grads, big)  # g/m = g·M
@@ -54,5 +54,5 @@ class Gravity(Optimizer):
         torch._foreach_add_(denom, 1.0)  # 1 + (g/m)²
         zeta = torch._foreach_div(grads, denom)  # ζ = g / (1 + (g/m)²)
         v = [s["v"] for s in states]
-        torch._foreach_lerp_(v, zeta, 1 - beta_t)  # v ← β̂ₜ v + (1 − β̂ₜ) ζ
+        torch._foreach_lerp_(v, zeta, [1 - beta_t] * len(v) if isinstance(t, torch.Tensor) else 1 - beta_t)  # v ← β̂ₜ v + (1 − β̂ₜ) ζ
         torch._foreach_add_(params, v, alpha=-lr)  # w ← w − η v

@@ -7,7 +7,7 @@ of momentum and gradient, and keeps one state tensor instead of Adam's two."""
 from __future__ import annotations
 import torch
 
-from ..core.optim import Optimizer
+from ..core.optim import Optimizer, new_step
 
 # %% auto #0
 __all__ = ['Lion']
@@ -25,7 +25,7 @@ class Lion(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay, foreach=foreach))
 
     def init_state(self, p, group):
-        return {"step": 0, "exp_avg": torch.zeros_like(p)}  # the momentum m, Lion's only state tensor
+        return {"step": new_step(), "exp_avg": torch.zeros_like(p)}  # the momentum m, Lion's only state tensor
 
     def update(self, group, params, grads, states):
         lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]

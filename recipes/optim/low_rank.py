@@ -124,13 +124,14 @@ class GaLore(Adam):
                  weight_decay: float = 0.0, # λ
                  decoupled: bool = True, # AdamW-style decay θ ← (1 − ηλ)θ, as in the papers
                  foreach: bool | None = None, # vectorized path for the moment updates
+                 fused: bool | None = None, # refused: projected moments are not torch's fused Adam arithmetic
                  **extra, # the subclass's own hyperparameters (see `extra_defaults`)
                 ):
         unknown = set(extra) - set(self.extra_defaults)
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}; "
                             f"accepted extras: {sorted(self.extra_defaults) or 'none'}")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled, foreach=foreach,
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled, foreach=foreach, fused=fused,
                         rank=rank, update_gap=update_gap, scale=scale,
                         projection=self.default_projection if projection is None else projection)
         Optimizer.__init__(self, params, defaults | self.extra_defaults | extra)  # skips Adam's fixed signature

@@ -28,6 +28,7 @@ def group_distance(xs: list, # the current tensors
 # %% ../../nbs/optim/lr_free.ipynb #cfa7efaf
 class DAdaptSGD(Optimizer):
     "SGD by dual averaging whose step d_k/‖g₀‖ grows with a running lower bound d_k on ‖x₀ − x*‖."
+    group_wide = True  # d_k and ‖g₀‖ are sums over the whole group
     def __init__(self,
                  params, # parameters or parameter groups
                  lr: float = 1.0, # a multiplier on the adapted step; leave it at 1
@@ -35,9 +36,10 @@ class DAdaptSGD(Optimizer):
                  weight_decay: float = 0.0, # λ: L2 penalty added to the gradient, g + λx
                  d0: float = 1e-6, # d₀ > 0: the first (deliberately tiny) distance estimate
                  growth_rate: float = math.inf, # cap on d's growth per step: d_{k+1} ≤ growth_rate · d_k
+                 foreach: bool | None = None, # None or True: the step is a norm over the whole group (False is refused)
                 ):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, d0=d0,
-                                      growth_rate=growth_rate))
+                                      growth_rate=growth_rate, foreach=foreach))
 
     def validate(self, group):
         super().validate(group)
@@ -77,6 +79,7 @@ class DAdaptSGD(Optimizer):
 # %% ../../nbs/optim/lr_free.ipynb #326701c0
 class DAdaptAdam(Optimizer):
     "Adam whose step scale d_k, a running lower bound on the distance to a solution, is learned from the gradients."
+    group_wide = True  # d_k is a sum over the whole group
     def __init__(self,
                  params, # parameters or parameter groups
                  lr: float = 1.0, # a multiplier on the adapted step; leave it at 1
@@ -87,9 +90,11 @@ class DAdaptAdam(Optimizer):
                  use_bias_correction: bool = False, # Adam's bias correction on d lr (off, as in the package)
                  d0: float = 1e-6, # d₀ > 0: the first distance estimate
                  growth_rate: float = math.inf, # cap on d's growth per step
+                 foreach: bool | None = None, # None or True: the step is a norm over the whole group (False is refused)
                 ):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decouple=decouple,
-                                      use_bias_correction=use_bias_correction, d0=d0, growth_rate=growth_rate))
+                                      use_bias_correction=use_bias_correction, d0=d0, growth_rate=growth_rate,
+                                      foreach=foreach))
 
     def validate(self, group):
         super().validate(group)
@@ -130,6 +135,7 @@ class DAdaptAdam(Optimizer):
 # %% ../../nbs/optim/lr_free.ipynb #56492ad9
 class ScalarStepSGD(Optimizer):
     "SGD with one step size per group, numerator_t / √G_t with G_t = G₀ + Σ_{s≤t}‖g_s‖²; subclasses pick both."
+    group_wide = True  # G_t sums over the whole group
     def initial_sum(self, group) -> float:
         "G₀, the accumulator's starting value."
         raise NotImplementedError
@@ -155,8 +161,9 @@ class AdaGradNorm(ScalarStepSGD):
                  lr: float = 1.0, # η, the numerator (robust, not tuned: any η > 0 converges)
                  b0: float = 1e-4, # b₀ > 0: the accumulator starts at b₀²
                  weight_decay: float = 0.0, # λ: L2 penalty added to the gradient, g + λx
+                 foreach: bool | None = None, # None or True: the step is a norm over the whole group (False is refused)
                 ):
-        super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, b0=b0, weight_decay=weight_decay, foreach=foreach))
 
     def validate(self, group):
         super().validate(group)
@@ -177,8 +184,10 @@ class DoG(ScalarStepSGD):
                  eps: float = 1e-8, # ε added once to Σ‖g‖², so the first step is defined
                  weight_decay: float = 0.0, # λ: L2 penalty added to the gradient, g + λx
                  average: float | None = None, # γ of polynomial-decay iterate averaging (the authors use 8); None: off
+                 foreach: bool | None = None, # None or True: the step is a norm over the whole group (False is refused)
                 ):
-        super().__init__(params, dict(lr=lr, reps_rel=reps_rel, eps=eps, weight_decay=weight_decay, average=average))
+        super().__init__(params, dict(lr=lr, reps_rel=reps_rel, eps=eps, weight_decay=weight_decay, average=average,
+                                      foreach=foreach))
 
     def validate(self, group):
         super().validate(group)
@@ -225,8 +234,9 @@ class UDoG(DoG):
                  reps_rel: float = 1e-6, # r_ε = reps_rel · (1 + ‖x₀‖), as in DoG
                  eps: float = 1e-8, # ε added once to the accumulator
                  weight_decay: float = 0.0, # λ: L2 penalty added to the gradient, g + λx
+                 foreach: bool | None = None, # None or True: the step is a norm over the whole group (False is refused)
                 ):
-        super().__init__(params, lr=lr, reps_rel=reps_rel, eps=eps, weight_decay=weight_decay)
+        super().__init__(params, lr=lr, reps_rel=reps_rel, eps=eps, weight_decay=weight_decay, foreach=foreach)
         self._pending = []
 
     @torch.no_grad()

@@ -29,6 +29,7 @@ def polyak_step_size(c: float, # f / ‖g‖²_{B⁻¹}: the loss over the scale
 class SANIA(Optimizer):
     "SANIA: a Polyak step size (from the loss) along B⁻¹g, with B from squared-gradient statistics."
     requires_closure = True
+    group_wide = True  # τ comes from ‖g‖²_{B⁻¹}, a sum over the whole group
 
     def __init__(self,
                  params, # parameters or parameter groups (one group: τ is shared by its tensors)
@@ -38,8 +39,9 @@ class SANIA(Optimizer):
                  model: str = "quadratic", # "quadratic": SANIA's τ = 1 − √(1 − 2c); "linear": τ = c (PSPS)
                  beta2: float = 0.999, # decay of the "adam" preconditioner's average of g²
                  eps: float = 1e-8, # ε added to B's diagonal
+                 foreach: bool | None = None, # None or True: τ is a norm over the whole group (False is refused)
                 ):
-        super().__init__(params, dict(lr=lr, precond=precond, sqrt=sqrt, model=model, beta2=beta2, eps=eps))
+        super().__init__(params, dict(lr=lr, precond=precond, sqrt=sqrt, model=model, beta2=beta2, eps=eps, foreach=foreach))
 
     def validate(self, group):
         super().validate(group)

@@ -39,7 +39,7 @@ class Shampoo(Optimizer):
                  graft_beta2: float = 0.999, # decay of the squared-gradient average of the "adam" graft
                  graft_eps: float = 1e-8, # ε of the "adagrad" and "adam" grafts' denominators
                  weight_decay: float = 0.0, # λ: L2 penalty added to the gradient
-                 foreach: bool | None = None, # accepted for the shared contract; the rule runs per tensor
+                 foreach: bool | None = None, # None or False: the rule runs per tensor (True is refused)
                 ):
         super().__init__(params, dict(lr=lr, momentum=momentum, beta2=beta2, eps=eps, update_freq=update_freq,
                                       graft=graft, graft_beta2=graft_beta2, graft_eps=graft_eps,
@@ -54,6 +54,9 @@ class Shampoo(Optimizer):
         k = group["update_freq"]
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"update_freq must be an integer >= 1, got {k!r}")
+        if group["foreach"] is True:
+            raise ValueError("Shampoo cannot honour foreach=True: each tensor has its own Kronecker factors and "
+                             "eigendecompositions, so the rule runs one tensor at a time; pass foreach=None or False")
         if group["graft"] not in GRAFTS:
             raise ValueError(f"graft must be one of {GRAFTS}, got {group['graft']!r}")
 

@@ -33,9 +33,10 @@ class MeZO(Optimizer):
                  difference: str = "central", # "central": (L(θ+εz) − L(θ−εz))/2ε; "forward": (L(θ+εz) − L(θ))/ε
                  seed: int | None = None, # base of the per-step seeds; None: drawn from torch's global generator
                  masks: dict | None = None, # {parameter: flat indices or bool mask}: perturb only those entries
+                 foreach: bool | None = None, # None or False: z is regenerated one tensor at a time (True is refused)
                 ):
         self._zo_init(params, dict(lr=lr, zo_eps=zo_eps, weight_decay=weight_decay, directions=directions,
-                                   difference=difference, seed=seed), masks)
+                                   difference=difference, seed=seed, foreach=foreach), masks)
 
     def _zo_init(self, params, defaults, masks):
         if defaults["seed"] is None:  # reproducible under seed_everything, and different per run seed
@@ -61,6 +62,9 @@ class MeZO(Optimizer):
         q = group["directions"]
         if isinstance(q, bool) or not isinstance(q, int) or q < 1:
             raise ValueError(f"directions must be a positive int, got {q!r}")
+        if group.get("foreach") is True:
+            raise ValueError(f"{type(self).__name__} cannot honour foreach=True: it regenerates each direction z one "
+                             "tensor at a time, so that no full-size z is ever held; pass foreach=None or False")
         if group["difference"] not in ("central", "forward"):
             raise ValueError(f"difference must be 'central' or 'forward', got {group['difference']!r}")
         if isinstance(group["seed"], bool) or not isinstance(group["seed"], int) or group["seed"] < 0:
@@ -104,7 +108,7 @@ class MeZO(Optimizer):
                 self.state[p].update(self.init_state(p, g))
         params, d = [p for p, _ in members], self.param_groups[0]  # the shared options (see SHARED)
         eps, q = d["zo_eps"], d["directions"]
-        seeds = [self._seed(self.state[params[0]]["step"], i) for i in range(q)]
+        seeds = [self._seed(int(self.state[params[0]]["step"]), i) for i in range(q)]
         f0 = closure(backward=False) if d["difference"] == "forward" else None  # L(θ), once per step
         projected, centre = [], []
         for s in seeds:
@@ -155,9 +159,11 @@ class ZOAdam(MeZO, Adam):
                  difference: str = "central", # "central" or "forward"
                  seed: int | None = None, # base of the per-step seeds; None: drawn from torch's global generator
                  masks: dict | None = None, # perturb only these entries
+                 foreach: bool | None = None, # None or False: z is regenerated one tensor at a time (True is refused)
                 ):
         self._zo_init(params, dict(lr=lr, zo_eps=zo_eps, betas=betas, eps=eps, weight_decay=weight_decay,
-                                   decoupled=decoupled, directions=directions, difference=difference, seed=seed), masks)
+                                   decoupled=decoupled, directions=directions, difference=difference, seed=seed,
+                                   foreach=foreach), masks)
 
     def zo_update(self, members, seeds, coefs):
         for p, group, idx, g_hat in self.estimates(members, seeds, coefs):
