@@ -9,10 +9,11 @@ import numpy as np
 from torch import nn
 
 from ..core.finetune import FinetuneResult, FinetuneTask, finetune_sweep
+from ..core.train import progress
 
 # %% auto #0
-__all__ = ['PeftMethod', 'pareto_front', 'compare', 'summary_table', 'against_baseline', 'verdict_markdown', 'peft_methods',
-           'plot_comparison']
+__all__ = ['PeftMethod', 'pareto_front', 'compare', 'summary_frame', 'summary_table', 'against_baseline', 'verdict_markdown',
+           'peft_methods', 'plot_comparison']
 
 # %% ../../nbs/peft/comparison.ipynb #735614e0
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def compare(task: FinetuneTask, # the transfer task
                                   or not 1 <= select_on < len(seeds)):
         raise ValueError(f"select_on must be None or an int from 1 to len(seeds) - 1 = {len(seeds) - 1}, got {select_on!r}")
     results = {}
-    for m in methods:
+    for m in progress(methods, desc=f"{len(methods)} methods on {task.name}"):  # one line for the whole comparison
         if select_on is None:
             results[m.name] = finetune_sweep(task, m.prepare, lrs, seeds, steps, method=m.name, callbacks=m.callbacks)
             continue
@@ -65,20 +66,29 @@ def compare(task: FinetuneTask, # the transfer task
             np.average([screen.seconds_per_step, rest.seconds_per_step], weights=runs), task.higher_is_better, screen.memory)
     return results
 
-def summary_table(task: FinetuneTask, results: dict[str, FinetuneResult], baseline: str = "LoRA") -> str:
-    "A Markdown table: best lr, metric at it (mean ± sd), gain over the base model, parameters, time, memory, rank."
+def summary_frame(task: FinetuneTask, results: dict[str, FinetuneResult], baseline: str = "LoRA"):
+    "The summary as a pandas DataFrame indexed by rank: it displays as an HTML table in notebooks and in the book."
+    import pandas as pd
     best = {n: r.best() for n, r in results.items()}
     order = sorted(results, key=lambda n: -best[n][1].mean() if task.higher_is_better else best[n][1].mean())
     front = dict(zip(results, pareto_front([r.trainable for r in results.values()],
                                            [best[n][1].mean() for n in results], task.higher_is_better)))
     base = best[baseline][1] if baseline in results else None
-    rows = [f"| Rank | Method | Best lr | {task.metric} | vs {baseline} (paired) | Trainable | ms/step | Step memory (KiB) | Pareto |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for k, n in enumerate(order, 1):
+    rows = []
+    for n in order:
         r, (i, v) = results[n], best[n]
         diff = "" if base is None or n == baseline else f"{(v - base).mean():+.3f} ± {(v - base).std(ddof=1):.3f}"
-        rows.append(f"| {k} | {n} | {r.lrs[i]:g} | {v.mean():.3f} ± {v.std(ddof=1):.3f} | {diff} | {r.trainable:,} | "
-                    f"{1e3 * r.seconds_per_step:.1f} | {r.memory['total'] / 1024:.0f} | {'●' if front[n] else ''} |")
+        rows.append({"Method": n, "Best lr": f"{r.lrs[i]:g}", task.metric: f"{v.mean():.3f} ± {v.std(ddof=1):.3f}",
+                     f"vs {baseline} (paired)": diff, "Trainable": f"{r.trainable:,}",
+                     "ms/step": f"{1e3 * r.seconds_per_step:.1f}", "Step memory (KiB)": f"{r.memory['total'] / 1024:.0f}",
+                     "Pareto": "●" if front[n] else ""})
+    return pd.DataFrame(rows, index=pd.RangeIndex(1, len(rows) + 1, name="Rank"))
+
+def summary_table(task: FinetuneTask, results: dict[str, FinetuneResult], baseline: str = "LoRA") -> str:
+    "The same summary as a Markdown table: best lr, metric at it (mean ± sd), gain over the baseline, parameters, time, memory, rank."
+    frame = summary_frame(task, results, baseline)
+    rows = ["| " + " | ".join(["Rank", *frame.columns]) + " |", "|" + "---|" * (len(frame.columns) + 1)]
+    rows += ["| " + " | ".join([str(k), *row]) + " |" for k, row in zip(frame.index, frame.itertuples(index=False))]
     return "\n".join(rows)
 
 def against_baseline(task: FinetuneTask, results: dict[str, FinetuneResult],
