@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .chapter import Chapter
+__chapter__ = Chapter(part="core", order=10)
+
 # %% auto #0
 __all__ = ['VERDICTS', 'MECHANISM_VERDICTS', 'MARGIN_SOURCES', 'BADGE_COLOURS', 'RECORDED', 'verdict', 'Claim', 'badge',
            'format_margin', 'format_effect', 'ClaimResult', 'record', 'verify']

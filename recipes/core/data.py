@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .chapter import Chapter
+__chapter__ = Chapter(part="core", order=2)
+
 # %% auto #0
 __all__ = ['FASHION_MNIST_DIR', 'Split', 'load_digits_split', 'load_fashion_mnist', 'add_label_noise', 'Task',
            'class_incremental_tasks', 'permuted_tasks', 'teacher_student', 'modular_arithmetic', 'gaussian_mixture']

@@ -16,6 +16,13 @@ from torch import nn
 from .adapters import AdapterConfig, find_targets
 from .setup import seed_everything
 
+from .chapter import Chapter
+__chapter__ = Chapter(
+    part="core",
+    order=8,
+    builds_on=("core/adapters", "core/data", "core/models", "core/text", "core/train", "core/zoo", "peft/lora"),
+)
+
 # %% auto #0
 __all__ = ['FinetuneTask', 'shakespeare_task', 'digits_transfer_task', 'full_finetuning', 'dense_finetuning', 'training_memory',
            'FinetuneResult', 'finetune_sweep']

@@ -7,6 +7,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .chapter import Chapter
+__chapter__ = Chapter(part="core", order=4, losses=("lm_loss",))
+
 # %% auto #0
 __all__ = ['MLP', 'DigitsCNN', 'tiny_lm_config', 'tiny_lm', 'count_parameters', 'sequence_nll', 'lm_loss', 'mean_nll']
 

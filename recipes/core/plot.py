@@ -7,6 +7,9 @@ from __future__ import annotations
 import numpy as np
 import matplotlib.pyplot as plt
 
+from .chapter import Chapter
+__chapter__ = Chapter(part="core", order=11)
+
 # %% auto #0
 __all__ = ['PALETTE', 'use_house_style', 'band', 'sweep']
 

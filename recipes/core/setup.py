@@ -11,6 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from .chapter import Chapter
+__chapter__ = Chapter(part="core", order=1)
+
 # %% auto #0
 __all__ = ['SCALES', 'seed_everything', 'set_threads', 'preset', 'as_seeds', 'get_device', 'cache_dir', 'config_hash']
 

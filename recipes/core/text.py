@@ -12,6 +12,9 @@ from filelock import FileLock
 
 from .setup import cache_dir
 
+from .chapter import Chapter
+__chapter__ = Chapter(part="core", order=3)
+
 # %% auto #0
 __all__ = ['EOT', 'stdlib_corpus', 'shakespeare_corpus', 'train_tokenizer', 'pack_blocks']
 

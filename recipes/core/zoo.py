@@ -17,6 +17,9 @@ from safetensors.torch import load_model, save_model
 
 from .setup import cache_dir, config_hash, seed_everything
 
+from .chapter import Chapter
+__chapter__ = Chapter(part="core", order=9, builds_on=("core/models", "core/text", "core/train"))
+
 # %% auto #0
 __all__ = ['ZOO_VERSION', 'ZOO', 'TINY_LM', 'ZooEntry', 'register', 'weights_path', 'pretrained', 'pretrained_info',
            'pretrained_tokenizer', 'main']

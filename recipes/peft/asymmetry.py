@@ -10,6 +10,19 @@ from torch import nn
 from ..core.adapters import apply_adapter
 from .lora import LoraConfig, LoraLinear
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=4,
+    papers=(119,),
+    builds_on=("core/adapters", "core/finetune", "core/models", "peft/lora"),
+    adapters=(
+        AdapterCase("Asymmetric LoRA (B only) mlp", "AsymmetricLoraConfig", dict(r=4, train="B")),
+        AdapterCase("Asymmetric LoRA (A only) llama", "AsymmetricLoraConfig", dict(r=2, train="A", target_modules=["q_proj", "v_proj"]), model="llama"),
+        AdapterCase("Asymmetric LoRA (B only) bert", "AsymmetricLoraConfig", dict(r=2, train="B", target_modules=["query", "key", "value"]), model="bert"),
+    ),
+)
+
 # %% auto #0
 __all__ = ['random_orthonormal', 'AsymmetricLoraLinear', 'AsymmetricLoraConfig']
 

@@ -11,6 +11,21 @@ from torch.nn import functional as F
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=9,
+    papers=(73,),
+    builds_on=("core/adapters", "core/finetune", "core/models", "peft/lora"),
+    adapters=(
+        AdapterCase("Bone (Bat) mlp", "BoneConfig", dict(r=8, target_modules=["0", "2"])),
+        AdapterCase("Bone (Bone variant) mlp", "BoneConfig", dict(r=4, variant="bone")),
+        AdapterCase("Bone (Bat) llama", "BoneConfig", dict(r=8), model="llama"),
+        AdapterCase("Bone (Bat) gpt2 Conv1D", "BoneConfig", dict(r=8, target_modules=["c_attn", "c_fc"]), model="gpt2"),
+        AdapterCase("Bone (Bat) bert", "BoneConfig", dict(r=8, target_modules=["query", "key", "value"]), model="bert"),
+    ),
+)
+
 # %% auto #0
 __all__ = ['apply_bone', 'BoneLinear', 'BoneConfig']
 

@@ -10,6 +10,15 @@ from ..core.adapters import adapter_layers, apply_adapter, merge_and_unload
 from ..core.train import Callback
 from .lora import LoraConfig
 
+from ..core.chapter import Chapter
+__chapter__ = Chapter(
+    part="peft",
+    order=5,
+    papers=(97,),
+    builds_on=("core/adapters", "core/finetune", "core/models", "core/train", "peft/lora"),
+    callbacks=("ChainOfLoRA",),
+)
+
 # %% auto #0
 __all__ = ['ChainOfLoRA', 'accumulated_update', 'numerical_rank']
 

@@ -12,6 +12,19 @@ from ..core.adapters import adapters_disabled, require_adapters
 from .lora import LoraConfig
 from .lora_ga import LoraGALinear
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=12,
+    papers=(229,),
+    builds_on=("core/adapters", "core/data", "core/models", "core/train", "peft/lora", "peft/lora_ga"),
+    adapters=(
+        AdapterCase("CorDA mlp", "CordaConfig", dict(r=2, mode="kpm")),
+        AdapterCase("CorDA llama", "CordaConfig", dict(r=2, mode="ipm", target_modules=["q_proj", "v_proj", "down_proj"]), model="llama"),
+        AdapterCase("CorDA bert", "CordaConfig", dict(r=2, mode="ipm", target_modules=["query", "key", "value"]), model="bert"),
+    ),
+)
+
 # %% auto #0
 __all__ = ['damped_inverse', 'CordaLinear', 'CordaConfig', 'input_covariances', 'init_corda']
 

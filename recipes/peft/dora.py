@@ -12,6 +12,20 @@ from ..core.adapters import adapter_layers
 from ..core.train import Callback
 from .lora import LoraConfig, LoraLinear
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=7,
+    papers=(256,),
+    builds_on=("core/adapters", "core/models", "core/train", "peft/lora"),
+    adapters=(
+        AdapterCase("DoRA (dynamic rank) mlp", "DoraConfig", dict(r=3, alpha=4)),
+        AdapterCase("DoRA (dynamic rank) llama", "DoraConfig", dict(r=3, target_modules=["q_proj", "v_proj", "down_proj"]), model="llama"),
+        AdapterCase("DoRA (dynamic rank) bert", "DoraConfig", dict(r=3, target_modules=["query", "key", "value"]), model="bert"),
+    ),
+    callbacks=("DoraPruner",),
+)
+
 # %% auto #0
 __all__ = ['DoraLinear', 'DoraConfig', 'DoraPruner', 'rank_allocation']
 

@@ -11,6 +11,24 @@ from torch import nn
 from ..core.adapters import AdapterConfig, AdapterLayer, adapter_layers, apply_adapter
 from ..core.train import Callback
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=14,
+    papers=(279,),
+    builds_on=("core/adapters", "core/data", "core/finetune", "core/models", "core/train"),
+    adapters=(
+        AdapterCase("OFT mlp", "OFTConfig", dict(block_size=4)),
+        AdapterCase("OFT llama", "OFTConfig", dict(block_size=8, target_modules=["q_proj", "down_proj"]), model="llama"),
+        AdapterCase("qGOFT mlp", "GivensConfig"),
+        AdapterCase("Givens exact mlp", "GivensConfig", dict(quasi=False, scale=False)),
+        AdapterCase("qGOFT llama", "GivensConfig", dict(target_modules=["q_proj", "v_proj", "down_proj"]), model="llama"),
+        AdapterCase("OFT bert", "OFTConfig", dict(block_size=8, target_modules=["query", "key", "value"]), model="bert"),
+        AdapterCase("qGOFT bert", "GivensConfig", dict(target_modules=["query", "key", "value"]), model="bert"),
+    ),
+    callbacks=("QuasiOrthogonalPenalty",),
+)
+
 # %% auto #0
 __all__ = ['InputRotationLinear', 'cayley_blocks', 'OFTLinear', 'OFTConfig', 'givens_tree', 'GivensLinear', 'GivensConfig',
            'QuasiOrthogonalPenalty']

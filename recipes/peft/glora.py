@@ -11,6 +11,19 @@ from torch.nn import functional as F
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=17,
+    papers=(116,),
+    builds_on=("core/adapters", "core/data", "core/finetune", "core/models", "core/train", "peft/lora"),
+    adapters=(
+        AdapterCase("GLoRA mlp", "GloraConfig"),
+        AdapterCase("GLoRA llama", "GloraConfig", dict(A="vector", C="lowrank", D="scalar", E="scalar", target_modules=["q_proj", "v_proj", "down_proj"]), model="llama"),
+        AdapterCase("GLoRA bert", "GloraConfig", dict(target_modules=["query", "key", "value"]), model="bert"),
+    ),
+)
+
 # %% auto #0
 __all__ = ['SUPPORT_KINDS', 'apply_glora', 'Support', 'GloraLinear', 'GloraConfig']
 

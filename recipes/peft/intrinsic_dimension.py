@@ -8,6 +8,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..core.chapter import Chapter
+__chapter__ = Chapter(part="peft", order=18, papers=(120,), builds_on=("core/finetune", "core/models"))
+
 # %% auto #0
 __all__ = ['PROJECTIONS', 'hadamard', 'fwht', 'FastfoodProjection', 'DenseProjection', 'SubspaceModel', 'd90']
 

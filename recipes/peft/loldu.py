@@ -9,6 +9,20 @@ from torch import nn
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=8,
+    papers=(151,),
+    builds_on=("core/adapters", "core/finetune", "core/models", "peft/lora"),
+    adapters=(
+        AdapterCase("LoLDU full-rank mlp", "LolduConfig"),
+        AdapterCase("LoLDU r=2 mlp", "LolduConfig", dict(r=2, train_scale=False)),
+        AdapterCase("LoLDU llama", "LolduConfig", dict(target_modules=["q_proj", "v_proj", "down_proj"]), model="llama"),
+        AdapterCase("LoLDU bert", "LolduConfig", dict(target_modules=["query", "key", "value"]), model="bert"),
+    ),
+)
+
 # %% auto #0
 __all__ = ['ldu_decomposition', 'LolduLinear', 'LolduConfig']
 

@@ -10,6 +10,22 @@ from torch import nn
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=1,
+    papers=("lora",),
+    builds_on=("core/adapters", "core/finetune", "core/models", "core/zoo"),
+    adapters=(
+        AdapterCase("LoRA mlp", "LoraConfig", dict(r=4, alpha=8)),
+        AdapterCase("LoRA llama q,v", "LoraConfig", dict(r=2, target_modules=["q_proj", "v_proj"]), model="llama"),
+        AdapterCase("LoRA llama regex", "LoraConfig", dict(r=2, target_modules=r".*layers\.1\..*_proj"), model="llama"),
+        AdapterCase("LoRA gpt2 Conv1D", "LoraConfig", dict(r=2, target_modules=["c_attn", "c_fc"]), model="gpt2"),
+        AdapterCase("LoRA bert", "LoraConfig", dict(r=2, target_modules=["query", "key", "value"]), model="bert"),
+        AdapterCase("LoRA bert encoder (no head)", "LoraConfig", dict(r=2, target_modules=["query", "value"]), model="bert-encoder"),
+    ),
+)
+
 # %% auto #0
 __all__ = ['apply_lora', 'LoraLinear', 'LoraConfig']
 

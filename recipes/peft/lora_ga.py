@@ -11,6 +11,19 @@ from torch import nn
 from ..core.adapters import adapters_disabled, require_adapters
 from .lora import LoraConfig, LoraLinear
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=11,
+    papers=(305,),
+    builds_on=("core/adapters", "core/finetune", "core/models", "peft/lora"),
+    adapters=(
+        AdapterCase("LoRA-GA mlp", "LoraGAConfig", dict(r=2)),
+        AdapterCase("LoRA-GA llama", "LoraGAConfig", dict(r=2, target_modules=["q_proj", "v_proj", "down_proj"]), model="llama"),
+        AdapterCase("LoRA-GA bert", "LoraGAConfig", dict(r=2, target_modules=["query", "key", "value"]), model="bert"),
+    ),
+)
+
 # %% auto #0
 __all__ = ['LoraGALinear', 'LoraGAConfig', 'weight_gradients', 'init_lora_ga']
 

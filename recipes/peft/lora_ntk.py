@@ -6,6 +6,9 @@ import math
 
 import torch
 
+from ..core.chapter import Chapter
+__chapter__ = Chapter(part="peft", order=6, papers=(244,), builds_on=("core/train",), losses=("lora_loss",))
+
 # %% auto #0
 __all__ = ['rank_threshold', 'linearized_problem', 'convex_optimum', 'lora_loss', 'train_lora']
 

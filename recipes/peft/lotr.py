@@ -10,6 +10,20 @@ from torch import nn
 
 from ..core.adapters import AdapterConfig, AdapterLayer, apply_adapter
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=10,
+    papers=(81,),
+    builds_on=("core/adapters", "core/finetune", "core/models", "peft/lora"),
+    adapters=(
+        AdapterCase("LoTR mlp", "LotrConfig", dict(r=4)),
+        AdapterCase("LoTR llama", "LotrConfig", dict(r=4), model="llama"),
+        AdapterCase("LoTR gpt2 Conv1D", "LotrConfig", dict(r=2, target_modules=["c_attn", "c_fc"]), model="gpt2"),
+        AdapterCase("LoTR bert", "LotrConfig", dict(r=2, target_modules=["query", "key", "value"]), model="bert"),
+    ),
+)
+
 # %% auto #0
 __all__ = ['LotrLinear', 'LotrConfig', 'apply_lotr', 'lotr_budget']
 

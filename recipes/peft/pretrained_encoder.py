@@ -12,6 +12,14 @@ from torch.nn import functional as F
 
 from ..core.finetune import FinetuneTask
 
+from ..core.chapter import Chapter
+__chapter__ = Chapter(
+    part="peft",
+    order=2,
+    papers=("lora",),
+    builds_on=("core/adapters", "core/finetune", "core/models", "core/text", "peft/comparison", "peft/lora"),
+)
+
 # %% auto #0
 __all__ = ['GENRES', 'load_minilm', 'minilm_pooling', 'mean_pool', 'run_layers', 'MiniLMClassifier', 'play_genre', 'speeches',
            'genre_speeches', 'genre_task', 'with_head']

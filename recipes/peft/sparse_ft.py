@@ -11,6 +11,21 @@ from torch import nn
 from ..core.adapters import AdapterConfig, AdapterLayer, adapter_layers
 from ..core.train import Callback
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=15,
+    papers=(76, 100, 193),
+    builds_on=("core/adapters", "core/finetune", "core/models", "core/train", "peft/lora"),
+    adapters=(
+        AdapterCase("Sparse FT mlp", "SparseConfig", dict(r=2)),
+        AdapterCase("Sparse FT llama", "SparseConfig", dict(r=1), model="llama"),
+        AdapterCase("Sparse FT gpt2 Conv1D", "SparseConfig", dict(r=1, target_modules=["c_attn", "c_fc"]), model="gpt2"),
+        AdapterCase("Sparse FT bert", "SparseConfig", dict(r=1, target_modules=["query", "key", "value"]), model="bert"),
+    ),
+    callbacks=("SpIEL",),
+)
+
 # %% auto #0
 __all__ = ['SparseDelta', 'SparseLinear', 'SparseConfig', 'sparse_layers', 'set_indices', 'dense_gradients', 'input_activations',
            'top_entries', 'top_per_row', 'top_columns', 'select_random', 'select_gps', 'select_s2ft', 'select_sct',

@@ -12,6 +12,21 @@ from ..core.train import Callback
 from .lora import LoraConfig, LoraLinear
 from .sparse_ft import SparseDelta, dense_gradients, set_indices, sparse_layers, top_entries
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=16,
+    papers=(267, 82),
+    builds_on=("core/adapters", "core/finetune", "core/models", "core/train", "peft/lora", "peft/sparse_ft"),
+    adapters=(
+        AdapterCase("RoSA mlp", "RosaConfig", dict(r=2, sparse_r=1)),
+        AdapterCase("RoSA llama", "RosaConfig", dict(r=1, sparse_r=1, target_modules=["q_proj", "down_proj"]), model="llama"),
+        AdapterCase("RoSA gpt2 Conv1D", "RosaConfig", dict(r=1, sparse_r=1, target_modules=["c_attn", "c_fc"]), model="gpt2"),
+        AdapterCase("RoSA bert", "RosaConfig", dict(r=1, sparse_r=1, target_modules=["query", "key", "value"]), model="bert"),
+    ),
+    callbacks=("GMT",),
+)
+
 # %% auto #0
 __all__ = ['RosaLinear', 'RosaConfig', 'init_rosa', 'GMT']
 

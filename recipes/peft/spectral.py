@@ -9,6 +9,25 @@ from torch import nn
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=13,
+    papers=(298, 226),
+    builds_on=("core/adapters", "core/finetune", "core/models", "peft/lora", "peft/sparse_ft"),
+    adapters=(
+        AdapterCase("SVFT mlp", "SVFTConfig", starts_at_base=False),
+        AdapterCase("SVFT random mlp", "SVFTConfig", dict(pattern="random", rank=8), starts_at_base=False),
+        AdapterCase("SVFT llama", "SVFTConfig", dict(target_modules=["q_proj", "v_proj", "down_proj"]), model="llama", starts_at_base=False),
+        AdapterCase("Spectral Adapter mlp", "SpectralAdapterConfig", dict(rank=3)),
+        AdapterCase("Spectral Adapter rotational mlp", "SpectralAdapterConfig", dict(rank=3, mode="rotational")),
+        AdapterCase("Spectral Adapter llama", "SpectralAdapterConfig", dict(rank=2, target_modules=["q_proj", "down_proj"]), model="llama"),
+        AdapterCase("SVFT bert", "SVFTConfig", dict(target_modules=["query", "key", "value"]), model="bert", starts_at_base=False),
+        AdapterCase("Spectral Adapter bert", "SpectralAdapterConfig", dict(rank=2, target_modules=["query", "key", "value"]), model="bert"),
+    ),
+    bases=("SpectralConfig",),
+)
+
 # %% auto #0
 __all__ = ['apply_svft', 'apply_spectral_adapter', 'SpectralLinear', 'SpectralConfig', 'svft_pattern', 'SVFTLinear', 'SVFTConfig',
            'cayley', 'SpectralAdapterLinear', 'SpectralAdapterConfig']

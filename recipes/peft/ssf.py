@@ -9,6 +9,20 @@ from torch import nn
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.chapter import Chapter, AdapterCase
+__chapter__ = Chapter(
+    part="peft",
+    order=3,
+    papers=(140,),
+    builds_on=("core/adapters", "core/finetune", "core/models", "core/train", "peft/lora"),
+    adapters=(
+        AdapterCase("SSF mlp", "SSFConfig", starts_at_base=False),
+        AdapterCase("SSF llama (bias-free)", "SSFConfig", dict(target_modules=["q_proj", "down_proj"]), model="llama", starts_at_base=False),
+        AdapterCase("SSF gpt2 Conv1D", "SSFConfig", dict(init_std=0.0, target_modules=["c_attn"]), model="gpt2"),
+        AdapterCase("SSF bert", "SSFConfig", dict(target_modules=["query", "key", "value"]), model="bert", starts_at_base=False),
+    ),
+)
+
 # %% auto #0
 __all__ = ['apply_ssf', 'SSFLinear', 'SSFConfig']
 

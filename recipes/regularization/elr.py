@@ -12,6 +12,15 @@ from torch import nn
 
 from ..core.train import member_cross_entropy
 
+from ..core.chapter import Chapter
+__chapter__ = Chapter(
+    part="regularization",
+    order=1,
+    papers=(14,),
+    builds_on=("core/data", "core/models", "core/train"),
+    losses=("ELRLoss",),
+)
+
 # %% auto #0
 __all__ = ['ELRLoss']
 

@@ -11,6 +11,15 @@ import torch.nn.functional as F
 
 from ..core.models import sequence_nll
 
+from ..core.chapter import Chapter
+__chapter__ = Chapter(
+    part="unlearning",
+    order=1,
+    papers=(364,),
+    builds_on=("core/models", "core/train"),
+    losses=("npo_loss", "ga_loss", "unlearning_loss"),
+)
+
 # %% auto #0
 __all__ = ['UNLEARNING_METHODS', 'sequence_logprob', 'npo_loss', 'npo_weight', 'ga_loss', 'reference_logprobs', 'unlearning_loss',
            'fictitious_facts', 'multiple_choice']
