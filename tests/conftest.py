@@ -17,8 +17,8 @@ def pytest_terminal_summary(terminalreporter):
     "Verdicts that moved to or from inconclusive are reported here, not failed."
     import book
     terminalreporter.write_line(f"chapters executed this run: rotating sample of the commit, budget "
-                                f"{os.environ.get('RECIPES_TEST_BUDGET', book.TEST_BUDGET_SECONDS)} s "
-                                "(RECIPES_CHAPTERS=all runs every chapter)")
+                                f"{os.environ.get('RECIPES_TEST_BUDGET', book.TEST_BUDGET_SECONDS)} s, less the training of zoo models "
+                                "that were not cached (RECIPES_CHAPTERS=all runs every chapter)")
     notes = ROOT / "book" / "chapters" / "test-notes.txt"
     if notes.exists() and notes.read_text().strip():
         terminalreporter.section("claims that moved to or from inconclusive (reported, not failed)")

@@ -330,6 +330,12 @@ def select(budget: float = TEST_BUDGET_SECONDS, key: str | None = None, seconds:
     return sorted(chosen)
 
 
+def zoo_debt() -> float:
+    "Seconds of training the zoo's uncached models will cost: a cold `make test` pays them from its chapter budget."
+    from recipes.core.zoo import ZOO, weights_path
+    return float(sum(e.train_seconds for name, e in ZOO.items() if not weights_path(name).exists()))
+
+
 def _run_one(name: str, force: bool) -> tuple[str, str, list[str], list[str]]:
     run = run_chapter(name, force=force)
     if run.get("error"):

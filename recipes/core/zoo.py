@@ -36,6 +36,7 @@ class ZooEntry:
     build: Callable[[dict], nn.Module] # config -> freshly initialised model
     train: Callable[[nn.Module, dict], dict] # (model, config) -> info dict (metrics); trains in place
     tokenizer: Callable[[dict], object] | None = None # config -> tokenizer, for language models
+    train_seconds: float = 0.0 # about how long training takes on one core (what `make test` charges on a cold cache)
 
 ZOO: dict[str, ZooEntry] = {}
 
@@ -153,7 +154,8 @@ TINY_LM = register(ZooEntry(
     config=dict(arch="llama", vocab_size=4096, width=128, layers=4, heads=4, ff=512, context=128,
                 corpus="stdlib", corpus_chars=4_000_000, steps=300, batch_size=32, lr=3e-3, warmup=30, seed=0,
                 python=f"{sys.version_info.major}.{sys.version_info.minor}"),  # the stdlib differs by version
-    build=_tiny_lm_build, train=_tiny_lm_train, tokenizer=_tiny_lm_tokenizer))
+    build=_tiny_lm_build, train=_tiny_lm_train, tokenizer=_tiny_lm_tokenizer,
+    train_seconds=460))  # measured in a clean-clone `make test` (one thread, beside another worker)
 
 # %% ../../nbs/core/zoo.ipynb #02c2a86a
 def main(argv: list[str] | None = None):
