@@ -40,9 +40,11 @@ $(MATHJAX):
 	cd book/_mathjax && npm pack --silent mathjax@3.2.2 >/dev/null && \
 		tar -xzf mathjax-3.2.2.tgz -C mathjax --strip-components=1 package/es5 && rm mathjax-3.2.2.tgz
 
-# Executes every chapter whose executed copy is missing or stale (reusing what `make test` ran), merges each run into
+# Regenerates the toc and the packages' re-exports from the chapters' declarations (commit them), executes every
+# chapter whose executed copy is missing or stale (reusing what `make test` ran), merges each run into
 # its committed record under ledger/, and builds the pages and the HTML book.
 book: export $(MATHJAX)
+	$(PY) tools/book.py exports
 	$(PY) tools/book.py run --jobs $(JOBS)
 	$(PY) tools/book.py pages
 	$(BIN)/jupyter-book build book --toc "$(CURDIR)/_toc.yml" --all -W --keep-going --quiet

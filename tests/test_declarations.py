@@ -32,8 +32,18 @@ def test_chapter_declares_itself(name):
     assert BY_NAME[name].chapter.part == name.split("/")[0], f"{name}: a chapter's part is its first folder"
 
 
-def test_toc_is_generated_and_current():
-    assert book.TOC.read_text() == book.toc_text(), "_toc.yml is not current: run `python tools/book.py toc`"
+def test_generated_files_are_current():
+    "_toc.yml and the packages' __init__.py re-exports equal a fresh generation from the declarations."
+    stale = [str(p.relative_to(book.ROOT)) for p, text in book.export_files().items()
+             if not p.exists() or p.read_text() != text]
+    assert not stale, f"generated files are not current: {stale}; run `python tools/book.py exports` and commit them"
+
+
+def test_part_packages_offer_their_methods():
+    import recipes, recipes.peft
+    assert callable(recipes.methods) and recipes.peft.LoraConfig.__module__ == "recipes.peft.lora"
+    listed = {m.name for m in recipes.methods()}
+    assert {"LoraConfig", "ELRLoss"} <= listed and "SpectralConfig" not in listed, "bases are not methods"
 
 
 def _papers() -> tuple[dict, dict]:
@@ -110,3 +120,10 @@ def test_every_method_is_declared(name):
                   if attr not in _declared_names(d.chapter, kind) and attr not in d.chapter.bases]
     assert not undeclared, (f"{name} defines methods its __chapter__ does not declare (add each under the field shown, "
                             f"or under bases= if it is an abstract base): {undeclared}")
+
+
+@pytest.mark.parametrize("name", sorted(BY_NAME))
+def test_module_has_a_docstring(name):
+    "help(module) and the API pages start from it: the `>` line under the chapter's title."
+    doc = (BY_NAME[name].module.__doc__ or "").strip()
+    assert doc, f"recipes.{name.replace('/', '.')} has no docstring: put a one-line summary after the title, as `> ...`"
