@@ -156,7 +156,7 @@ class AdapterLayer(nn.Module):
         return f"d_in={self.d_in}, d_out={self.d_out}, merged={self.merged}"
 
 # %% ../../nbs/core/adapters.ipynb #8c8ab859
-_PLAIN_NAME = re.compile(r"[A-Za-z_][\w.]*")  # a bare module name or dotted suffix, not a regex
+_PLAIN_NAME = re.compile(r"\w[\w.]*")  # a bare module name or dotted suffix, not a regex
 
 def _check_targets(name: str, value):
     if isinstance(value, str) and (value == "all-linear" or _PLAIN_NAME.fullmatch(value)):
@@ -367,7 +367,7 @@ class AdapterReport:
 
 def adapter_report(model: nn.Module) -> AdapterReport:
     "Coverage and budget of the model's adapters."
-    layers = require_adapters(model)
+    layers = require_adapters(model, caller="adapter_report")
     adapted = {n: (type(m.base).__name__, m.d_out, m.d_in,
                    sum(p.numel() for k, p in m.named_parameters() if not k.startswith("base.")))
                for n, m in layers.items()}
@@ -377,13 +377,13 @@ def adapter_report(model: nn.Module) -> AdapterReport:
 
 def merge_adapters(model: nn.Module) -> nn.Module:
     "Fold every adapter into its base layer (no extra inference cost)."
-    for m in require_adapters(model).values():
+    for m in require_adapters(model, caller="merge_adapters").values():
         m.merge()
     return model
 
 def unmerge_adapters(model: nn.Module) -> nn.Module:
     "Take every merged adapter back out of its base layer."
-    for m in require_adapters(model).values():
+    for m in require_adapters(model, caller="unmerge_adapters").values():
         m.unmerge()
     return model
 
@@ -400,7 +400,7 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
 @contextmanager
 def adapters_disabled(model: nn.Module):
     "Run the base model inside the block: adapters are bypassed (merged ones are unmerged first)."
-    layers = list(require_adapters(model).values())
+    layers = list(require_adapters(model, caller="adapters_disabled").values())
     merged = [m for m in layers if m.merged]
     for m in merged:
         m.unmerge()
@@ -423,7 +423,7 @@ def plain_keys(model: nn.Module) -> set[str]:
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     "Only the adapters' tensors, and the modules trained in full (`modules_to_save`), by qualified name."
     out = {}
-    for n, m in require_adapters(model).items():
+    for n, m in require_adapters(model, caller="adapter_state_dict").items():
         plain = set(m.base._parameters)
         out |= {f"{n}.{k}": v for k, v in m.state_dict().items() if not k.startswith("base.") and k not in plain}
     config = getattr(model, "adapter_config", None)
@@ -435,7 +435,7 @@ def save_adapter(model: nn.Module, # a model with (unmerged) adapters
                  path: str | Path, # the .safetensors file to write
                 ) -> Path:
     "Save the adapters (not the base model) as safetensors, with the config in the header."
-    layers = require_adapters(model)
+    layers = require_adapters(model, caller="save_adapter")
     if any(m.merged for m in layers.values()):
         raise ValueError("unmerge_adapters(model) before saving: merged adapters are inside the base weights")
     config = model.adapter_config
@@ -536,8 +536,18 @@ def check_adapter(make_model, # make_model() -> a fresh base model (same weights
         save_adapter(model, path)
         restored = load_adapter(make_model().eval(), path)
         assert torch.equal(_outputs(restored, inputs), y), "save -> load changed the outputs"
+        full = model.state_dict()  # what save_pretrained / Trainer.save_model write
+        again = apply_adapter(make_model().eval(), config)
+        again.load_state_dict(full)  # strict: the merged copies are read back as nothing, base.* and adapters exactly
+        assert torch.equal(_outputs(again, inputs), y), "a full state_dict, loaded into an adapted model, changed the outputs"
+        tol = atol if atol is not None else (1e-5 if y.dtype == torch.float32 else 1e-2)
+        if all(m.plain_problem() is None for m in adapter_layers(model).values()):
+            plain = make_model().eval()
+            missing, _ = plain.load_state_dict(full, strict=False)  # the adapter's own keys are unexpected here
+            assert not missing, f"a full state_dict lacks the plain model's keys {missing[:3]}"
+            torch.testing.assert_close(_outputs(plain, inputs), y, atol=tol, rtol=tol,
+                                       msg="a full state_dict must load into the plain model as the adapted model")
         if type(next(iter(adapter_layers(model).values()))).mergeable:
-            tol = atol if atol is not None else (1e-5 if y.dtype == torch.float32 else 1e-2)
             weights = {n: m.weight.detach().clone() for n, m in adapter_layers(model).items()}
             merge_adapters(model)
             torch.testing.assert_close(_outputs(model, inputs), y, atol=tol, rtol=tol, msg="merged must equal unmerged")

@@ -57,7 +57,7 @@ def lora_config_from_peft(peft_config, # a peft.LoraConfig, or the dict of an ad
                       target_modules=_targets(f.get("target_modules")), exclude_modules=_targets(f.get("exclude_modules")),
                       modules_to_save=_targets(f.get("modules_to_save")))
 
-# %% ../../nbs/peft/interop.ipynb #a1c735e4
+# %% ../../nbs/peft/interop.ipynb #ddbf3f5a
 PEFT_PREFIX = "base_model.model."  # peft's keys: base_model.model.<module name>.<tensor>, adapter name removed
 
 def _lora_tensors(layer: LoraLinear) -> tuple[dict[str, torch.Tensor], int, float]:
@@ -78,7 +78,8 @@ def _peft_layout(layer: AdapterLayer) -> tuple[str, dict, dict[str, torch.Tensor
         delta = alpha / r * tensors["lora_B.weight"] @ tensors["lora_A.weight"]
         tol = 1e-5 if delta.dtype == torch.float32 else 1e-2
         if type(layer).delta_weight is not LoraLinear.delta_weight and not isinstance(layer, (DoraLinear, LoraGALinear)):
-            raise TypeError(f"{type(layer).__name__} changes LoRA's update; peft has no counterpart")
+            raise TypeError(f"{type(layer).__name__} changes LoRA's update; it has no peft counterpart with the same math: "
+                            f"save it with save_adapter")
         torch.testing.assert_close(delta, layer.delta_weight().detach(), atol=tol, rtol=tol,
                                    msg=f"{type(layer).__name__}: the exported LoRA does not reproduce the update")
         return "LORA", fields, tensors
