@@ -49,13 +49,16 @@ def new_step() -> torch.Tensor:
     "A fresh step counter t = 0: a float32 scalar tensor, as torch keeps it, so `torch.compile` never guards on its value."
     return torch.zeros((), dtype=torch.float32)
 
-def step_count(state: dict):
+# %% ../../nbs/core/optim.ipynb #fe9c7473
+def step_count(state: dict, # a parameter's optimizer state, with its "step"
+              ):
     "The step t of `state`: a Python number in eager mode (cheap scalar arithmetic), the tensor itself under `torch.compile`."
     t = state["step"]
     if isinstance(t, torch.Tensor) and not torch.compiler.is_compiling():
         return t.item()
     return t
 
+# %% ../../nbs/core/optim.ipynb #08cd5237
 def foreach_addcdiv_(params: list, # the tensors to update in place
                      num: list, # numerators
                      denom: list, # denominators

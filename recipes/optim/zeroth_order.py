@@ -38,6 +38,10 @@ class MeZO(Optimizer):
         self._zo_init(params, dict(lr=lr, zo_eps=zo_eps, weight_decay=weight_decay, directions=directions,
                                    difference=difference, seed=seed, foreach=foreach), masks)
 
+    def init_state(self, p, group):
+        "MeZO's only state is its step count, a Python int: it keeps no tensor per weight (the seed trick)."
+        return {"step": 0}
+
     def _zo_init(self, params, defaults, masks):
         if defaults["seed"] is None:  # reproducible under seed_everything, and different per run seed
             defaults["seed"] = int(torch.randint(0, 2**31 - 1, ()).item())
@@ -164,6 +168,9 @@ class ZOAdam(MeZO, Adam):
         self._zo_init(params, dict(lr=lr, zo_eps=zo_eps, betas=betas, eps=eps, weight_decay=weight_decay,
                                    decoupled=decoupled, directions=directions, difference=difference, seed=seed,
                                    foreach=foreach), masks)
+
+    def init_state(self, p, group):
+        return Adam.init_state(self, p, group)  # Adam's moments (and its tensor step), not MeZO's bare counter
 
     def zo_update(self, members, seeds, coefs):
         for p, group, idx, g_hat in self.estimates(members, seeds, coefs):
