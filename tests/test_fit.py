@@ -225,8 +225,8 @@ def _summary_output():
     return {"output_type": "display_data", "data": data, "metadata": {}}
 
 
-def _build_with_myst_nb(tmp_path, outputs):
-    "Render one notebook holding `outputs` with myst-nb and the book's own Sphinx settings; return its HTML."
+def _build_with_myst_nb(tmp_path, outputs=None, notebook: Path | None = None):
+    "Render one notebook (given, or holding `outputs`) with myst-nb and the book's own Sphinx settings; return its HTML."
     import yaml
     from sphinx.application import Sphinx
     cfg = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
@@ -241,7 +241,7 @@ def _build_with_myst_nb(tmp_path, outputs):
           "cells": [{"cell_type": "markdown", "id": "a", "metadata": {}, "source": "# Page"},
                     {"cell_type": "code", "id": "b", "metadata": {}, "execution_count": 1, "source": "x",
                      "outputs": outputs}]}
-    (src / "index.ipynb").write_text(json.dumps(nb))
+    (src / "index.ipynb").write_text(notebook.read_text() if notebook is not None else json.dumps(nb))
     app = Sphinx(str(src), str(src), str(tmp_path / "html"), str(tmp_path / "doctrees"), "html",
                  status=None, warning=io.StringIO(), freshenv=True)
     app.build()
@@ -265,7 +265,7 @@ def test_executed_comparison_page_shows_an_html_table():
     if not path.exists():
         pytest.skip("peft/comparison has not been executed in this checkout")
     nb = json.loads(path.read_text())
-    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" and "summary_frame(" in "".join(c["source"])
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" and "display(summary_frame(" in "".join(c["source"])
                for o in c["outputs"]]
     if not outputs:
         pytest.skip("the executed copy predates summary_frame; re-run tools/book.py run peft/comparison")
@@ -274,3 +274,33 @@ def test_executed_comparison_page_shows_an_html_table():
     streams = [line for o in outputs if o["output_type"] == "stream" for line in "".join(o["text"]).splitlines()]
     assert html and not pipes, "the summary must be an HTML table output, not a Markdown pipe table"
     assert len(streams) <= 3, f"progress must be one line per loop, got {len(streams)} lines: {streams[:5]}"
+
+
+def test_built_comparison_page_has_an_html_table(tmp_path):
+    "The executed comparison page rendered by myst-nb with the book's settings: a real table, no raw pipes."
+    path = ROOT / "book" / "chapters" / "peft" / "comparison.ipynb"
+    if not path.exists() or "display(summary_frame(" not in path.read_text():
+        pytest.skip("run tools/book.py run peft/comparison first")
+    html = _build_with_myst_nb(tmp_path, notebook=path)
+    assert 'class="dataframe' in html and "LoRA-GA" in html
+    assert "| Rank |" not in html and "|---|" not in html and "|—|" not in html
+
+
+def test_trainer_progress_is_one_line(tmp_path, capsys):
+    "RecipesProgress replaces the 🤗 Trainer's tqdm bar and printed log dicts with one line per run."
+    from transformers import Trainer, TrainingArguments
+    from recipes.core.hf_trainer import use_recipes_progress
+    from recipes.core.models import tiny_lm, tiny_lm_config
+    torch.manual_seed(0)
+    model = tiny_lm(tiny_lm_config(16, width=16, layers=1, heads=2, ff=32, context=8))
+    ids = torch.randint(1, 16, (32, 8), generator=torch.Generator().manual_seed(0))
+    data = [{"input_ids": x, "labels": x} for x in ids]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=6, logging_steps=2,
+                             save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+                             dataloader_pin_memory=False)
+    use_recipes_progress(Trainer(model=model, args=args, train_dataset=data), desc="tiny").train()
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("tiny: 100%") and "6/6" in out[0] and "loss=" in out[0], out
+    with pytest.raises(TypeError, match="transformers.Trainer"):
+        use_recipes_progress(object())
+    Accelerator(cpu=True)

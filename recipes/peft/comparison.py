@@ -51,7 +51,7 @@ def compare(task: FinetuneTask, # the transfer task
                                   or not 1 <= select_on < len(seeds)):
         raise ValueError(f"select_on must be None or an int from 1 to len(seeds) - 1 = {len(seeds) - 1}, got {select_on!r}")
     results = {}
-    for m in progress(methods, desc=f"{len(methods)} methods on {task.name}"):  # one line for the whole comparison
+    for m in progress(methods, desc=f"methods on {task.name}"):  # one line for the whole comparison
         if select_on is None:
             results[m.name] = finetune_sweep(task, m.prepare, lrs, seeds, steps, method=m.name, callbacks=m.callbacks)
             continue
