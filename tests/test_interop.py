@@ -256,3 +256,19 @@ def test_no_adapters_message_says_what_to_do():
         require_adapters(base(), caller="adapter_report")
     for word in ("apply_adapter(model", "load_adapter(model", "load_peft(model"):
         assert word in str(e.value)
+
+
+def test_gpt2_conv1d_lora_both_ways(tmp_path):
+    "transformers' Conv1D stores W as (in, out); peft's fan_in_fan_out and our layer agree on lora_A (r, d_in)."
+    from transformers import GPT2Config, GPT2LMHeadModel
+    def make():
+        torch.manual_seed(0)
+        return GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2, n_positions=16)).eval()
+    ours = nudge(apply_adapter(make(), LoraConfig(r=2, target_modules=["c_attn", "c_fc"])))
+    save_peft(ours, tmp_path / "ours")
+    theirs = peft.PeftModel.from_pretrained(make(), str(tmp_path / "ours")).eval()
+    torch.testing.assert_close(logits(theirs), logits(ours), **TOL)
+    native = peft.get_peft_model(make(), peft.LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True,
+                                                         init_lora_weights=False)).eval()
+    native.save_pretrained(str(tmp_path / "theirs"))
+    torch.testing.assert_close(logits(load_peft(make(), tmp_path / "theirs")), logits(native), **TOL)
