@@ -46,6 +46,10 @@ class Progress:
         self.closed = False
         self._bar = (tqdm(total=self.total, initial=self.initial, desc=desc, file=self.file, leave=not self.nested,
                           dynamic_ncols=True) if enabled and self.tty else None)
+        self._handle = None  # in a Jupyter kernel: one display output, updated in place
+        if enabled and not self.tty and not self.nested and file is None and _in_kernel():
+            from IPython.display import display
+            self._handle = display({"text/plain": self.line()}, raw=True, display_id=True)
         _OPEN.append(self)
 
     def update(self, n: int = 1, **metrics):
@@ -61,6 +65,10 @@ class Progress:
             self._bar.update(n)
         elif self.n >= self.total:
             self.close()
+        elif self._handle is not None:
+            if time.perf_counter() - self.last >= 0.5:  # live in the notebook, at most twice a second
+                self.last = time.perf_counter()
+                self._handle.update({"text/plain": self.line()}, raw=True)
         elif not self.nested and time.perf_counter() - self.last >= self.interval:
             self.last = time.perf_counter()
             print(self.line(), file=self.file, flush=True)
@@ -78,9 +86,11 @@ class Progress:
             return
         self.closed = True
         if self in _OPEN:
-            _OPEN.remove(self)
+            del _OPEN[_OPEN.index(self):]  # with any inner bar left open
         if self._bar is not None:
             self._bar.close()
+        elif self._handle is not None:
+            self._handle.update({"text/plain": self.line()}, raw=True)
         elif self.enabled and not self.nested:
             print(self.line(), file=self.file, flush=True)
 
@@ -89,6 +99,12 @@ class Progress:
 
     def __exit__(self, *exc):
         self.close()
+
+def _in_kernel() -> bool:
+    "True inside a Jupyter kernel (a notebook, or papermill executing one)."
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and hasattr(shell, "kernel")
 
 def _fmt(v) -> str:
     if isinstance(v, torch.Tensor):
