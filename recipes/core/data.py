@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checks import check_range
 from .chapter import Chapter
 __chapter__ = Chapter(part="core", order=2)
 
@@ -39,11 +40,6 @@ class Split:
                            test=Dataset.from_dict({"x": self.x_test.numpy(), "y": self.y_test.numpy()}))
 
 # %% ../../nbs/core/data.ipynb #1d6007ea
-def _check_fraction(name, value, low=0.0, high=1.0, closed_high=False):
-    ok = low < value < high or (closed_high and value == high)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
-        raise ValueError(f"{name} must be in ({low}, {high}{']' if closed_high else ')'}, got {value!r}")
-
 def _stratified_split(y: np.ndarray, test_size: float, seed: int):
     rng = np.random.default_rng(seed)
     test = []
@@ -61,7 +57,7 @@ def load_digits_split(test_size: float = 0.2, # fraction of each class held out 
                      ) -> Split:
     "scikit-learn's bundled 8×8 digits in a fixed, stratified train/test split."
     from sklearn.datasets import load_digits
-    _check_fraction("test_size", test_size)
+    check_range("test_size", test_size, 0, 1, low_open=True, high_open=True)
     d = load_digits()
     x, y = d.data.astype(np.float32), d.target.astype(np.int64)
     train, test = _stratified_split(y, test_size, seed)
@@ -110,8 +106,7 @@ def add_label_noise(y: torch.Tensor, # clean integer labels, shape (N,)
     "Corrupt a fraction `rate` of labels, symmetrically or towards fixed confusable classes."
     if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.dim() != 1:
         raise TypeError("y must be a 1-D torch.long tensor of class labels")
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise ValueError(f"rate must be in [0, 1), got {rate!r}")
+    check_range("rate", rate, 0, 1, high_open=True)
     if kind not in ("symmetric", "asymmetric"):
         raise ValueError(f"kind must be 'symmetric' or 'asymmetric', got {kind!r}")
     C = int(num_classes if num_classes is not None else y.max() + 1)
@@ -214,7 +209,7 @@ def modular_arithmetic(p: int = 97, # the prime modulus
            "/": lambda a, b: (a * pow(int(b), p - 2, p)) % p}
     if op not in ops:
         raise ValueError(f"op must be one of {list(ops)}, got {op!r}")
-    _check_fraction("train_frac", train_frac)
+    check_range("train_frac", train_frac, 0, 1, low_open=True, high_open=True)
     a, b = torch.meshgrid(torch.arange(p), torch.arange(1 if op == "/" else 0, p), indexing="ij")
     a, b = a.flatten(), b.flatten()
     y = torch.tensor([ops[op](int(i), int(j)) for i, j in zip(a, b)]) if op == "/" else ops[op](a, b)

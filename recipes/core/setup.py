@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from .checks import check_int
 from .chapter import Chapter
 __chapter__ = Chapter(part="core", order=1)
 
@@ -38,8 +39,7 @@ def seed_everything(seed: int, # the seed for `random`, NumPy and torch
 def set_threads(n: int = 1, # intra-op threads for this process
                ) -> None:
     "Pin torch's intra-op threads; one thread is fastest for the book's small models."
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_int("n", n, low=1)
     torch.set_num_threads(n)
 
 # %% ../../nbs/core/setup.ipynb #af974c27

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.checks import check_int
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -92,8 +93,7 @@ class BoneConfig(AdapterConfig):
     layer_class = BoneLinear
 
     def validate(self):
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
-            raise ValueError(f"r must be a positive int, got {self.r!r}")
+        check_int("r", self.r, low=1)
         if self.variant not in ("bat", "bone"):
             raise ValueError(f"variant must be 'bat' or 'bone', got {self.variant!r}")
 

@@ -12,6 +12,7 @@ from ..core.adapters import adapter_layers, apply_adapter, merge_and_unload
 from ..core.train import Callback
 from .lora import LoraConfig
 
+from ..core.checks import check_int
 from ..core.chapter import Chapter
 __chapter__ = Chapter(
     part="peft",
@@ -33,8 +34,7 @@ class ChainOfLoRA(Callback):
                 ):
         if not isinstance(config, LoraConfig):
             raise TypeError(f"config must be a LoraConfig, got {type(config).__name__}")
-        if isinstance(steps_per_link, bool) or not isinstance(steps_per_link, int) or steps_per_link < 1:
-            raise ValueError(f"steps_per_link must be a positive int, got {steps_per_link!r}")
+        check_int("steps_per_link", steps_per_link, low=1)
         self.config, self.steps_per_link, self.links = config, steps_per_link, 1
 
     def before_fit(self, trainer):

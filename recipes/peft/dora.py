@@ -14,6 +14,7 @@ from ..core.adapters import adapter_layers
 from ..core.train import Callback
 from .lora import LoraConfig, LoraLinear
 
+from ..core.checks import check_int, check_range
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -83,10 +84,6 @@ class DoraConfig(LoraConfig):
     layer_class = DoraLinear
 
 # %% ../../nbs/peft/dora.ipynb #b5373dc0
-def _check_fraction(name, value, low, high, closed_high=True):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value and (value <= high if closed_high else value < high)):
-        raise ValueError(f"{name} must be a number in [{low}, {high}{']' if closed_high else ')'}, got {value!r}")
-
 class DoraPruner(Callback):
     "Score DoRA's rank-one components during training and prune them, across layers, to a mean-rank budget."
     def __init__(self,
@@ -99,17 +96,14 @@ class DoraPruner(Callback):
                  allocation: str = "global", # "global": cut the weakest components over all layers (DoRA); "uniform": the same rank in every layer (ablation)
                  eps: float = 1e-8, # guards ‖ΔW‖ = 0
                 ):
-        if isinstance(target_rank, bool) or not isinstance(target_rank, (int, float)) or target_rank <= 0:
-            raise ValueError(f"target_rank must be a positive number, got {target_rank!r}")
-        _check_fraction("start", start, 0, 1, closed_high=False)
-        _check_fraction("end", end, 0, 1)
+        check_range("target_rank", target_rank, low=0, low_open=True)
+        check_range("start", start, 0, 1, high_open=True)
+        check_range("end", end, 0, 1)
         if end <= start:
             raise ValueError(f"end must be greater than start, got start={start}, end={end}")
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval must be a positive int, got {interval!r}")
-        _check_fraction("beta", beta, 0, 1, closed_high=False)
-        if isinstance(reg, bool) or not isinstance(reg, (int, float)) or reg < 0:
-            raise ValueError(f"reg must be a number >= 0, got {reg!r}")
+        check_int("interval", interval, low=1)
+        check_range("beta", beta, 0, 1, high_open=True)
+        check_range("reg", reg, low=0)
         if allocation not in ("global", "uniform"):
             raise ValueError(f"allocation must be 'global' or 'uniform', got {allocation!r}")
         self.target_rank, self.start, self.end, self.interval = target_rank, start, end, interval

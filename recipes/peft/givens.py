@@ -13,6 +13,7 @@ from torch import nn
 from ..core.adapters import AdapterConfig, AdapterLayer, adapter_layers, apply_adapter
 from ..core.train import Callback
 
+from ..core.checks import check_int, check_range
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -85,8 +86,7 @@ class OFTConfig(AdapterConfig):
     layer_class = OFTLinear
 
     def validate(self):
-        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size < 2:
-            raise ValueError(f"block_size must be an int >= 2, got {self.block_size!r}")
+        check_int("block_size", self.block_size, low=2)
 
 # %% ../../nbs/peft/givens.ipynb #a212c5fb
 def givens_tree(d: int) -> list[torch.Tensor]:
@@ -165,8 +165,7 @@ class QuasiOrthogonalPenalty(Callback):
     "Adds λ Σ_layers ‖RᵀR − I‖²_F of every qGOFT layer to the training loss (pass to fit's callbacks)."
     def __init__(self, lam: float = 1e-2, # λ, the penalty weight
                 ):
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
-            raise ValueError(f"lam must be a non-negative number, got {lam!r}")
+        check_range("lam", lam, low=0)
         self.lam = lam
 
     def after_loss(self, trainer):

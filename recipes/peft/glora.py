@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.checks import check_int
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -142,8 +143,7 @@ class GloraConfig(AdapterConfig):
     layer_class = GloraLinear
 
     def validate(self):
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
-            raise ValueError(f"r must be a positive int, got {self.r!r}")
+        check_int("r", self.r, low=1)
         for name, kinds in SUPPORT_KINDS.items():
             if getattr(self, name) not in kinds:
                 raise ValueError(f"{name} must be one of {kinds}, got {getattr(self, name)!r}")

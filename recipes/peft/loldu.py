@@ -11,6 +11,7 @@ from torch import nn
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.checks import check_bool, check_int, check_range
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -81,9 +82,7 @@ class LolduConfig(AdapterConfig):
     layer_class = LolduLinear
 
     def validate(self):
-        if self.r is not None and (isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1):
-            raise ValueError(f"r must be a positive int or None (full rank), got {self.r!r}")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-            raise ValueError(f"alpha must be a positive number, got {self.alpha!r}")
-        if not isinstance(self.train_scale, bool):
-            raise TypeError(f"train_scale must be True or False, got {self.train_scale!r}")
+        if self.r is not None:  # None: full rank
+            check_int("r", self.r, low=1)
+        check_range("alpha", self.alpha, low=0, low_open=True)
+        check_bool("train_scale", self.train_scale)

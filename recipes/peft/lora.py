@@ -12,6 +12,7 @@ from torch import nn
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.checks import check_int, check_range
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -64,10 +65,8 @@ class LoraConfig(AdapterConfig):
     layer_class = LoraLinear
 
     def validate(self):
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
-            raise ValueError(f"r must be a positive int, got {self.r!r}")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-            raise ValueError(f"alpha must be a positive number, got {self.alpha!r}")
+        check_int("r", self.r, low=1)
+        check_range("alpha", self.alpha, low=0, low_open=True)
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 

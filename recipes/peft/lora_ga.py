@@ -13,6 +13,7 @@ from torch import nn
 from ..core.adapters import adapters_disabled, require_adapters
 from .lora import LoraConfig, LoraLinear
 
+from ..core.checks import check_bool, check_range
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -91,10 +92,8 @@ class LoraGAConfig(LoraConfig):
             raise ValueError(f"direction must be one of {sorted(_DIRECTIONS)}, got {self.direction!r}")
         if self.scale not in ("stable", "unit", "gd"):
             raise ValueError(f"scale must be 'stable', 'unit' or 'gd', got {self.scale!r}")
-        if isinstance(self.stable_gamma, bool) or not isinstance(self.stable_gamma, (int, float)) or self.stable_gamma <= 0:
-            raise ValueError(f"stable_gamma must be a positive number, got {self.stable_gamma!r}")
-        if not isinstance(self.peft_style, bool):
-            raise TypeError(f"peft_style must be a bool, got {self.peft_style!r}")
+        check_range("stable_gamma", self.stable_gamma, low=0, low_open=True)
+        check_bool("peft_style", self.peft_style)
 
 # %% ../../nbs/peft/lora_ga.ipynb #612b8bf2
 def weight_gradients(model: nn.Module, # a model with adapters (they are bypassed)

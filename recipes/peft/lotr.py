@@ -12,6 +12,7 @@ from torch import nn
 
 from ..core.adapters import AdapterConfig, AdapterLayer, apply_adapter
 
+from ..core.checks import check_int, check_range
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -90,10 +91,8 @@ class LotrConfig(AdapterConfig):
         self._owners = {}  # (d_out, d_in) -> the layer that owns U and V for that shape
 
     def validate(self):
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
-            raise ValueError(f"r must be a positive int, got {self.r!r}")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-            raise ValueError(f"alpha must be a positive number, got {self.alpha!r}")
+        check_int("r", self.r, low=1)
+        check_range("alpha", self.alpha, low=0, low_open=True)
 
 def apply_lotr(model: nn.Module, # the model to adapt, in place
                config: LotrConfig | None = None, # a config (copied, so it can be reused); or pass its fields as keywords

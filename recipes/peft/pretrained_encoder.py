@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from ..core.finetune import FinetuneTask
 
+from ..core.checks import check_int
 from ..core.chapter import Chapter
 __chapter__ = Chapter(
     part="peft",
@@ -162,8 +163,7 @@ def genre_task(per_class: int = 120, # training speeches per genre
     "Comedy, tragedy or history? MiniLM + a linear head on Shakespeare speeches; metric: held-out accuracy."
     for name, value, lo in (("per_class", per_class, 2), ("test_per_class", test_per_class, 1),
                             ("max_length", max_length, 4), ("top_layers", top_layers, 1), ("batch_size", batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+        check_int(name, value, low=lo)
     model, tokenizer, _, _ = _minilm()
     n_layers = len(model.encoder.layer)
     if top_layers > n_layers:

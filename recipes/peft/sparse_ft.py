@@ -13,6 +13,7 @@ from torch import nn
 from ..core.adapters import AdapterConfig, AdapterLayer, adapter_layers
 from ..core.train import Callback
 
+from ..core.checks import check_int, check_range
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -35,8 +36,7 @@ __all__ = ['SparseDelta', 'SparseLinear', 'SparseConfig', 'sparse_layers', 'set_
 
 # %% ../../nbs/peft/sparse_ft.ipynb #ca326f72
 def _check_positive_int(name: str, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_int(name, value, low=1)
 
 class SparseDelta:
     "Mixin: a sparse update M ⊙ Δ stored as k flat indices (buffer) and k values (trainable), plus a gradient probe."
@@ -107,9 +107,8 @@ class SparseConfig(AdapterConfig):
 
     def validate(self):
         _check_positive_int("r", self.r)
-        if self.density is not None and (isinstance(self.density, bool) or not isinstance(self.density, (int, float))
-                                         or not 0 < self.density <= 1):
-            raise ValueError(f"density must be None or a fraction in (0, 1], got {self.density!r}")
+        if self.density is not None:
+            check_range("density", self.density, 0, 1, low_open=True)
 
 def sparse_layers(model: nn.Module) -> dict[str, SparseDelta]:
     "The model's adapter layers that carry a sparse update, by name."

@@ -14,6 +14,7 @@ from ..core.train import Callback
 from .lora import LoraConfig, LoraLinear
 from .sparse_ft import SparseDelta, dense_gradients, set_indices, sparse_layers, top_entries
 
+from ..core.checks import check_int
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -56,8 +57,7 @@ class RosaConfig(LoraConfig):
 
     def validate(self):
         super().validate()
-        if isinstance(self.sparse_r, bool) or not isinstance(self.sparse_r, int) or self.sparse_r < 1:
-            raise ValueError(f"sparse_r must be a positive int, got {self.sparse_r!r}")
+        check_int("sparse_r", self.sparse_r, low=1)
 
 def init_rosa(model: nn.Module, # a model after apply_adapter(model, RosaConfig(...))
               loss_fn, # loss_fn(model, batch) -> loss

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.checks import check_int
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -61,8 +62,8 @@ class SpectralConfig(AdapterConfig):
     layer_class = SpectralLinear
 
     def validate(self):
-        if self.rank is not None and (isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1):
-            raise ValueError(f"rank must be a positive int or None (all singular vectors), got {self.rank!r}")
+        if self.rank is not None:  # None: all singular vectors
+            check_int("rank", self.rank, low=1)
 
 # %% ../../nbs/peft/spectral.ipynb #1d0dd989
 def svft_pattern(n: int, # size of M (number of singular triplets)
@@ -111,8 +112,7 @@ class SVFTConfig(SpectralConfig):
         super().validate()
         if self.pattern not in ("plain", "banded", "random"):
             raise ValueError(f"pattern must be 'plain', 'banded' or 'random', got {self.pattern!r}")
-        if isinstance(self.off_diag, bool) or not isinstance(self.off_diag, int) or self.off_diag < 0:
-            raise ValueError(f"off_diag must be a non-negative int, got {self.off_diag!r}")
+        check_int("off_diag", self.off_diag, low=0)
 
 # %% ../../nbs/peft/spectral.ipynb #9cc0fbff
 def cayley(q: torch.Tensor, # (r(r-1)/2,) the strictly upper-triangular entries of a skew-symmetric Q

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..core.adapters import AdapterConfig, AdapterLayer
 
+from ..core.checks import check_range
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -66,7 +67,6 @@ class SSFConfig(AdapterConfig):
     layer_class = SSFLinear
 
     def validate(self):
-        if isinstance(self.init_std, bool) or not isinstance(self.init_std, (int, float)) or not 0 <= self.init_std < 1:
-            raise ValueError(f"init_std must be a number in [0, 1), got {self.init_std!r}")
+        check_range("init_std", self.init_std, 0, 1, high_open=True)
 
 apply_ssf = SSFConfig.apply  # apply_ssf(model, init_std=0.02), or apply_ssf(model, SSFConfig(...))

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..core.train import member_cross_entropy
 
+from ..core.checks import check_int
 from ..core.chapter import Chapter
 __chapter__ = Chapter(
     part="regularization",
@@ -37,8 +38,7 @@ class ELRLoss(nn.Module):
                 ):
         super().__init__()
         for name, v, low in (("num_examples", num_examples, 1), ("num_classes", num_classes, 2), ("members", members, 1)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+            check_int(name, v, low=low)
         if not isinstance(beta, (int, float)) or not 0 <= beta < 1:
             raise ValueError(f"beta must be in [0, 1), got {beta!r}")
         if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:

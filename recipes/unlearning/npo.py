@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..core.models import sequence_nll
 
+from ..core.checks import check_range
 from ..core.chapter import Chapter
 __chapter__ = Chapter(
     part="unlearning",
@@ -108,8 +109,7 @@ def unlearning_loss(method: str, # one of UNLEARNING_METHODS: "ga", "npo", "ga+r
         if not isinstance(ref_logps, torch.Tensor) or ref_logps.dim() != 1:
             raise ValueError("NPO needs ref_logps, a 1-D tensor of reference log-probabilities "
                              "(one per forget example; see reference_logprobs)")
-    if isinstance(retain_weight, bool) or not isinstance(retain_weight, (int, float)) or retain_weight < 0:
-        raise ValueError(f"retain_weight must be a number >= 0, got {retain_weight!r}")
+    check_range("retain_weight", retain_weight, low=0)
 
     def loss_fn(model, batch):
         need = ["input_ids"] + (["index"] if forget_kind == "npo" else []) + (["retain_ids"] if retain else [])
