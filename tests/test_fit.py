@@ -167,6 +167,17 @@ def test_checkpoints_hold_no_pickles(tmp_path):
     assert any(k.startswith("optimizer.state") for k in load_file(tmp_path / "step-3" / "state.safetensors"))
 
 
+def test_an_early_stop_is_checkpointed_and_the_latest_step_wins(tmp_path):
+    from recipes.core.train import latest_checkpoint
+    class StopAt7(Callback):
+        def after_step(self, trainer): trainer.stop = trainer.step == 7
+    _resumable(20, save_every=5, checkpoint_dir=tmp_path, callbacks=[StopAt7()])
+    (tmp_path / "step-99.tmp").mkdir()  # a half-written checkpoint left by a crash is never picked
+    (tmp_path / "step-99.tmp" / "state.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.glob("step-?")) == ["step-5", "step-7"]
+    assert latest_checkpoint(tmp_path).name == "step-7" and latest_checkpoint(tmp_path / "step-5").name == "step-5"
+
+
 def test_checkpoint_errors_name_the_arguments(tmp_path):
     with pytest.raises(ValueError, match="save_every= and checkpoint_dir= together"):
         _resumable(2, save_every=1)

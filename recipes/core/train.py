@@ -377,11 +377,12 @@ def latest_checkpoint(directory: str | Path, # a folder of step-N checkpoints, o
     directory = Path(directory)
     if (directory / "state.json").is_file():
         return directory
-    found = sorted(directory.glob("step-*/state.json")) if directory.is_dir() else []
+    found = [p.parent for p in directory.glob("step-*/state.json")] if directory.is_dir() else []
+    found = [p for p in found if p.name.split("-", 1)[1].isdigit()]  # not a step-N.tmp left by a crash
     if not found:
         raise FileNotFoundError(f"no checkpoint in {directory}: expected a folder holding state.json, "
                                 "or step-N folders written by fit(save_every=..., checkpoint_dir=...)")
-    return max((p.parent for p in found), key=lambda p: int(p.name.split("-")[1]))
+    return max(found, key=lambda p: int(p.name.split("-", 1)[1]))
 
 # %% ../../nbs/core/train.ipynb #0cbef4e7
 def data_generators(*data) -> list[torch.Generator]:
@@ -514,9 +515,10 @@ def fit(model: nn.Module, # the model to train, in place
             if resume is not None:  # replay this epoch's shuffle, skip what was trained on, then restore the streams
                 set_rng_state(resume["epoch_rng"], generators)
                 epoch_rng, batches = resume["epoch_rng"], iter(train_data)
-                for _ in range(resume["batches_in_epoch"]):
-                    next(batches)
                 seen = resume["batches_in_epoch"]
+                if sum(1 for _ in itertools.islice(batches, seen)) < seen:
+                    raise ValueError(f"the checkpoint was written after {seen} batches of epoch {trainer.epoch}, but "
+                                     "train_data now yields fewer: resume with the same data")
                 set_rng_state(resume["rng"], generators)
                 resume = None
             else:
@@ -539,7 +541,7 @@ def fit(model: nn.Module, # the model to train, in place
                     trainer.history.log(trainer.step, loss=trainer.loss, **trainer.metrics)
                 trainer._hook("after_step")
                 bar.update(loss=trainer.loss)
-                if save_every is not None and (trainer.step % save_every == 0 or trainer.step == total):
+                if save_every is not None and (trainer.step % save_every == 0 or trainer.step == total or trainer.stop):
                     checkpoint(seen, epoch_rng)
                 if trainer.step >= total or trainer.stop:
                     break
