@@ -15,6 +15,9 @@ from torch import nn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from .chapter import Chapter
+__chapter__ = Chapter(part="core", order=7, builds_on=("core/models",), bases=("AdapterConfig",))
+
 # %% auto #0
 __all__ = ['linear_types', 'AdapterLayer', 'AdapterConfig', 'modules_to_save', 'candidate_layers', 'find_targets',
            'adapter_layers', 'require_adapters', 'apply_adapter', 'trainable_parameters', 'AdapterReport',

@@ -19,6 +19,14 @@ from .dora import DoraLinear
 from .bone import BoneConfig, BoneLinear
 from .givens import OFTConfig, OFTLinear
 
+from ..core.chapter import Chapter
+__chapter__ = Chapter(
+    part="peft",
+    order=21,
+    papers=("lora",),
+    builds_on=("core/adapters", "peft/lora", "peft/bone", "peft/givens"),
+)
+
 # %% auto #0
 __all__ = ['PEFT_PREFIX', 'lora_config_from_peft', 'save_peft', 'config_from_peft', 'load_peft']
 
