@@ -14,8 +14,8 @@ from .chapter import Chapter
 __chapter__ = Chapter(part="core", order=10)
 
 # %% auto #0
-__all__ = ['VERDICTS', 'MECHANISM_VERDICTS', 'MARGIN_SOURCES', 'BADGE_COLOURS', 'RECORDED', 'verdict', 'Claim', 'badge',
-           'format_margin', 'format_effect', 'ClaimResult', 'record', 'verify']
+__all__ = ['VERDICTS', 'MECHANISM_VERDICTS', 'MARGIN_SOURCES', 'BADGE_COLOURS', 'RECORDED', 'verdict', 'Claim', 'paired_interval',
+           'badge', 'format_margin', 'format_effect', 'ClaimResult', 'record', 'verify']
 
 # %% ../../nbs/core/claims.ipynb #2d9dc828
 VERDICTS = ("reproduced", "refuted", "inconclusive")  # for claims about a paper's result
@@ -91,6 +91,19 @@ class Claim:
         s = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("id", "first_edition")}
         return {**s, "margin": float(self.margin), "seeds": [int(x) for x in seeds]}
 
+# %% ../../nbs/core/claims.ipynb #c74e93a4
+def paired_interval(effects, # one paired difference (method - baseline) per seed
+                    confidence: float = 0.95, # the interval's level
+                   ) -> tuple[float, float, float]:
+    "Mean of the paired differences and its two-sided Student-t interval: (mean, low, high)."
+    from scipy import stats
+    d = np.asarray(effects, dtype=float).ravel()
+    if len(d) < 2:
+        raise ValueError(f"a paired interval needs at least 2 seeds, got {len(d)}")
+    mean = float(d.mean())
+    half = float(stats.t.ppf((1 + confidence) / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return mean, mean - half, mean + half
+
 # %% ../../nbs/core/claims.ipynb #6e0bc38c
 def _paired(values, name: str) -> np.ndarray:
     a = np.asarray(values, dtype=float).ravel()
@@ -104,7 +117,6 @@ def _check(self: Claim,
            *, seeds: list[int], # the seeds, one per value
           ) -> "ClaimResult":
     "Evaluate the claim over paired seeds: mean effect, spread, t-interval and verdict."
-    from scipy import stats
     if (baseline is None) != (not self.baseline):
         raise ValueError(f"claim {self.id!r}: pass baseline values exactly when the claim names a baseline "
                          f"(baseline={self.baseline!r})")
@@ -117,12 +129,11 @@ def _check(self: Claim,
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"claim {self.id!r}: seeds must be distinct, got {seeds}")
     d = m - b
-    mean, sd, n = float(d.mean()), float(d.std(ddof=1)), len(d)
-    half = float(stats.t.ppf((1 + self.confidence) / 2, n - 1) * sd / math.sqrt(n))
+    mean, low, high = paired_interval(d, self.confidence)
     return ClaimResult(claim=self, seeds=seeds, method_values=m.tolist(),
                        baseline_values=None if baseline is None else b.tolist(), effects=d.tolist(),
-                       mean=mean, sd=sd, ci_low=mean - half, ci_high=mean + half,
-                       verdict=verdict(mean - half, mean + half, self.margin, self.comparator, self.mechanism))
+                       mean=mean, sd=float(d.std(ddof=1)), ci_low=low, ci_high=high,
+                       verdict=verdict(low, high, self.margin, self.comparator, self.mechanism))
 
 Claim.check = _check
 
