@@ -127,3 +127,10 @@ def test_module_has_a_docstring(name):
     "help(module) and the API pages start from it: the `>` line under the chapter's title."
     doc = (BY_NAME[name].module.__doc__ or "").strip()
     assert doc, f"recipes.{name.replace('/', '.')} has no docstring: put a one-line summary after the title, as `> ...`"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, d in BY_NAME.items() if d.chapter.adapters))
+def test_adapter_chapters_join_the_comparison(name):
+    "A PEFT method that declares no comparison row would silently miss the equal-budget comparison."
+    assert BY_NAME[name].chapter.comparison, (f"{name} declares adapters but no comparison rows: add a "
+                                              "comparison_rows(setup) function and comparison=('comparison_rows',)")

@@ -21,11 +21,12 @@ __chapter__ = Chapter(
     part="core",
     order=8,
     builds_on=("core/adapters", "core/data", "core/models", "core/text", "core/train", "core/zoo", "peft/lora"),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
 __all__ = ['FinetuneTask', 'shakespeare_task', 'digits_transfer_task', 'full_finetuning', 'dense_finetuning', 'training_memory',
-           'FinetuneResult', 'finetune_sweep']
+           'FinetuneResult', 'finetune_sweep', 'PeftMethod', 'ComparisonSetup', 'comparison_rows']
 
 # %% ../../nbs/core/finetune.ipynb #6cfa165f
 @dataclass
@@ -211,3 +212,37 @@ def finetune_sweep(task: FinetuneTask, # the transfer task
         curves[i, j], score[i, j] = hist["loss"], task.evaluate(model)
     return FinetuneResult(method, list(lrs), list(seeds), score, curves, trainable,
                           seconds / (len(runs) * steps), task.higher_is_better, memory)
+
+# %% ../../nbs/core/finetune.ipynb #ea5ce2c7
+@dataclass(frozen=True)
+class PeftMethod:
+    "One row of a comparison: a name and how to prepare a fresh copy of the base model."
+    name: str # label in tables and figures
+    prepare: Callable[[nn.Module, int], nn.Module] # prepare(model, seed) -> model with only the method's parameters trainable
+    reference: bool = False # a reference (full or dense fine-tuning), not a PEFT method
+    callbacks: Callable[[], list] | None = None # per-run fit callbacks, for methods that act during training
+
+@dataclass(frozen=True)
+class ComparisonSetup:
+    "What a chapter's `comparison_rows(setup)` may read to build its rows at the comparison's budget."
+    task: FinetuneTask # the transfer task
+    rank: int # rank of the LoRA family; other methods take a comparable budget or their defaults
+    steps: int # the run's step budget
+    calibration_batches: int = 4 # batches a data-dependent initialisation sees (the run's own first batches)
+
+    @property
+    def half(self) -> int:
+        "Half the rank (at least 1), for methods that split the budget between two parts."
+        return max(1, self.rank // 2)
+
+    def calibration(self, seed: int) -> list:
+        "The first `calibration_batches` training batches of the run with this seed."
+        return [b for b, _ in zip(self.task.loader(seed), range(self.calibration_batches))]
+
+# %% ../../nbs/core/finetune.ipynb #2a25f3ad
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "The two references every comparison carries: dense fine-tuning of the layers LoRA adapts, and full fine-tuning."
+    from recipes.peft.lora import LoraConfig
+    return [PeftMethod("dense FT of adapted layers", dense_finetuning(LoraConfig(r=setup.rank, alpha=2 * setup.rank)),
+                       reference=True),
+            PeftMethod("full FT", full_finetuning, reference=True)]

@@ -9,6 +9,9 @@ from transformers import TrainerCallback
 
 from .train import Progress
 
+from .chapter import Chapter
+__chapter__ = Chapter(part="core", order=14, builds_on=("core/train", "core/adapters", "peft/interop"))
+
 # %% auto #0
 __all__ = ['RecipesProgress', 'use_recipes_progress']
 

@@ -13,6 +13,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from .chapter import Chapter
+__chapter__ = Chapter(
+    part="core",
+    order=5,
+    builds_on=("core/data", "core/models", "optim/schedules"),
+    callbacks=("Evaluate", "GradClip"),
+    bases=("Callback",),
+)
+
 # %% auto #0
 __all__ = ['Progress', 'progress', 'History', 'Callback', 'Evaluate', 'GradClip', 'Trainer', 'save_checkpoint', 'load_checkpoint',
            'latest_checkpoint', 'data_generators', 'rng_state', 'set_rng_state', 'fit', 'Ensemble',

@@ -12,6 +12,7 @@ from torch import nn
 from ..core.adapters import apply_adapter
 from .lora import LoraConfig, LoraLinear
 
+from ..core.finetune import ComparisonSetup, PeftMethod
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -23,10 +24,11 @@ __chapter__ = Chapter(
         AdapterCase("Asymmetric LoRA (A only) llama", "AsymmetricLoraConfig", dict(r=2, train="A", target_modules=["q_proj", "v_proj"]), model="llama"),
         AdapterCase("Asymmetric LoRA (B only) bert", "AsymmetricLoraConfig", dict(r=2, train="B", target_modules=["query", "key", "value"]), model="bert"),
     ),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['random_orthonormal', 'AsymmetricLoraLinear', 'AsymmetricLoraConfig']
+__all__ = ['random_orthonormal', 'AsymmetricLoraLinear', 'AsymmetricLoraConfig', 'comparison_rows']
 
 # %% ../../nbs/peft/asymmetry.ipynb #ce746652
 def random_orthonormal(rows: int, cols: int, generator: torch.Generator | None = None, **factory) -> torch.Tensor:
@@ -59,3 +61,9 @@ class AsymmetricLoraConfig(LoraConfig):
         super().validate()
         if self.train not in ("both", "A", "B"):
             raise ValueError(f"train must be 'both', 'A' or 'B', got {self.train!r}")
+
+# %% ../../nbs/peft/asymmetry.ipynb #41f48aba
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "Asymmetric LoRA in the PEFT comparison: B trained, A frozen at random, rank r."
+    config = AsymmetricLoraConfig(r=setup.rank, alpha=2 * setup.rank, train="B")
+    return [PeftMethod("LoRA, B only (asymmetry)", lambda model, seed: apply_adapter(model, config))]

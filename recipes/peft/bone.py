@@ -14,6 +14,8 @@ from torch.nn import functional as F
 from ..core.adapters import AdapterConfig, AdapterLayer
 
 from ..core.checks import check_int
+from ..core.finetune import ComparisonSetup, PeftMethod
+from ..core.adapters import apply_adapter, candidate_layers
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -27,10 +29,11 @@ __chapter__ = Chapter(
         AdapterCase("Bone (Bat) gpt2 Conv1D", "BoneConfig", dict(r=8, target_modules=["c_attn", "c_fc"]), model="gpt2"),
         AdapterCase("Bone (Bat) bert", "BoneConfig", dict(r=8, target_modules=["query", "key", "value"]), model="bert"),
     ),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['apply_bone', 'BoneLinear', 'BoneConfig']
+__all__ = ['apply_bone', 'BoneLinear', 'BoneConfig', 'comparison_rows']
 
 # %% ../../nbs/peft/bone.ipynb #479d927b
 def _blocks(w: torch.Tensor, r: int) -> torch.Tensor:
@@ -98,3 +101,11 @@ class BoneConfig(AdapterConfig):
             raise ValueError(f"variant must be 'bat' or 'bone', got {self.variant!r}")
 
 apply_bone = BoneConfig.apply  # apply_bone(model, r=8, variant="bat"), or apply_bone(model, BoneConfig(...))
+
+# %% ../../nbs/peft/bone.ipynb #6e55b653
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "Bat in the PEFT comparison: 8×8 blocks, on the layers whose shapes tile into them."
+    def prepare(model, seed):
+        tiled = [n for n, layer in candidate_layers(model).items() if all(d % 8 == 0 for d in layer.weight.shape)]
+        return apply_adapter(model, BoneConfig(r=8, target_modules=tiled))
+    return [PeftMethod("Bone (Bat, 8×8 blocks)", prepare)]

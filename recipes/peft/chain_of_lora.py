@@ -13,6 +13,7 @@ from ..core.train import Callback
 from .lora import LoraConfig
 
 from ..core.checks import check_int
+from ..core.finetune import ComparisonSetup, PeftMethod
 from ..core.chapter import Chapter
 __chapter__ = Chapter(
     part="peft",
@@ -20,10 +21,11 @@ __chapter__ = Chapter(
     papers=(97,),
     builds_on=("core/adapters", "core/finetune", "core/models", "core/train", "peft/lora"),
     callbacks=("ChainOfLoRA",),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['ChainOfLoRA', 'accumulated_update', 'numerical_rank']
+__all__ = ['ChainOfLoRA', 'accumulated_update', 'numerical_rank', 'comparison_rows']
 
 # %% ../../nbs/peft/chain_of_lora.ipynb #0984a42b
 class ChainOfLoRA(Callback):
@@ -71,3 +73,10 @@ def numerical_rank(delta: torch.Tensor, rtol: float = 1e-3) -> int:
     "Number of singular values above `rtol` × the largest."
     s = torch.linalg.svdvals(delta.double())
     return int((s > rtol * s[0]).sum()) if s[0] > 0 else 0
+
+# %% ../../nbs/peft/chain_of_lora.ipynb #c0eb89e6
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "Chain of LoRA in the PEFT comparison: three links that split the step budget."
+    config = LoraConfig(r=setup.rank, alpha=2 * setup.rank)
+    return [PeftMethod("Chain of LoRA (3 links)", lambda model, seed: apply_adapter(model, config),
+                       callbacks=lambda: [ChainOfLoRA(config, max(1, setup.steps // 3))])]

@@ -6,12 +6,5 @@
 __all__ = []
 
 # %% ../../nbs/peft/comparison_lm.ipynb #1191cafb
-from .comparison import compare, peft_methods, plot_comparison, summary_table, verdict_markdown
-
 from ..core.chapter import Chapter
-__chapter__ = Chapter(
-    part="peft",
-    order=20,
-    papers=("lora",),
-    builds_on=("core/finetune", "core/zoo", "peft/comparison"),
-)
+__chapter__ = Chapter(part="peft", order=20, papers=("lora",), builds_on=("core/finetune", "core/zoo", "peft/comparison"))

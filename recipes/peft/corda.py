@@ -14,6 +14,8 @@ from ..core.adapters import adapters_disabled, require_adapters
 from .lora import LoraConfig
 from .lora_ga import LoraGALinear
 
+from ..core.finetune import ComparisonSetup, PeftMethod
+from ..core.adapters import apply_adapter
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -25,10 +27,11 @@ __chapter__ = Chapter(
         AdapterCase("CorDA llama", "CordaConfig", dict(r=2, mode="ipm", target_modules=["q_proj", "v_proj", "down_proj"]), model="llama"),
         AdapterCase("CorDA bert", "CordaConfig", dict(r=2, mode="ipm", target_modules=["query", "key", "value"]), model="bert"),
     ),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['damped_inverse', 'CordaLinear', 'CordaConfig', 'input_covariances', 'init_corda']
+__all__ = ['damped_inverse', 'CordaLinear', 'CordaConfig', 'input_covariances', 'init_corda', 'comparison_rows']
 
 # %% ../../nbs/peft/corda.ipynb #81d4dee4
 def damped_inverse(C: torch.Tensor, # (n, n) covariance
@@ -115,3 +118,10 @@ def init_corda(model: nn.Module, # a model after apply_adapter(model, CordaConfi
     for name, C in input_covariances(model, batches, forward).items():
         layers[name].init_from_covariance(C)
     return model
+
+# %% ../../nbs/peft/corda.ipynb #031f358a
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "CorDA (instruction-previewed) in the PEFT comparison: rank r, initialised on the run's own first batches."
+    config = CordaConfig(r=setup.rank, alpha=2 * setup.rank, mode="ipm")
+    return [PeftMethod("CorDA (instruction-previewed)", lambda model, seed: init_corda(
+        apply_adapter(model, config), setup.calibration(seed), setup.task.loss_fn))]

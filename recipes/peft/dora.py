@@ -15,6 +15,8 @@ from ..core.train import Callback
 from .lora import LoraConfig, LoraLinear
 
 from ..core.checks import check_int, check_range
+from ..core.finetune import ComparisonSetup, PeftMethod
+from ..core.adapters import apply_adapter
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -27,10 +29,11 @@ __chapter__ = Chapter(
         AdapterCase("DoRA (dynamic rank) bert", "DoraConfig", dict(r=3, target_modules=["query", "key", "value"]), model="bert"),
     ),
     callbacks=("DoraPruner",),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['DoraLinear', 'DoraConfig', 'DoraPruner', 'rank_allocation']
+__all__ = ['DoraLinear', 'DoraConfig', 'DoraPruner', 'rank_allocation', 'comparison_rows']
 
 # %% ../../nbs/peft/dora.ipynb #09e77733
 class DoraLinear(LoraLinear):
@@ -166,3 +169,10 @@ class DoraPruner(Callback):
 def rank_allocation(model: nn.Module) -> dict[str, int]:
     "Kept components of every DoRA layer, by name."
     return {n: m.rank for n, m in adapter_layers(model).items() if isinstance(m, DoraLinear)}
+
+# %% ../../nbs/peft/dora.ipynb #c1103a80
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "DoRA in the PEFT comparison: start at 1.5 r, prune to a mean rank r."
+    config = DoraConfig(r=-(-3 * setup.rank // 2), alpha=2 * setup.rank)
+    return [PeftMethod("DoRA (dynamic rank)", lambda model, seed: apply_adapter(model, config),
+                       callbacks=lambda: [DoraPruner(target_rank=setup.rank, interval=max(1, setup.steps // 20))])]

@@ -14,6 +14,7 @@ from ..core.adapters import AdapterConfig, AdapterLayer, adapter_layers, apply_a
 from ..core.train import Callback
 
 from ..core.checks import check_int, check_range
+from ..core.finetune import ComparisonSetup, PeftMethod
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -30,11 +31,12 @@ __chapter__ = Chapter(
         AdapterCase("qGOFT bert", "GivensConfig", dict(target_modules=["query", "key", "value"]), model="bert"),
     ),
     callbacks=("QuasiOrthogonalPenalty",),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
 __all__ = ['InputRotationLinear', 'cayley_blocks', 'OFTLinear', 'OFTConfig', 'givens_tree', 'GivensLinear', 'GivensConfig',
-           'QuasiOrthogonalPenalty']
+           'QuasiOrthogonalPenalty', 'comparison_rows']
 
 # %% ../../nbs/peft/givens.ipynb #b9c2550c
 class InputRotationLinear(AdapterLayer):
@@ -172,3 +174,10 @@ class QuasiOrthogonalPenalty(Callback):
         layers = [m for m in adapter_layers(trainer.model).values() if isinstance(m, GivensLinear) and m.quasi]
         if layers and self.lam:
             trainer.loss = trainer.loss + self.lam * sum(m.orthogonality_penalty(reuse=True) for m in layers)
+
+# %% ../../nbs/peft/givens.ipynb #87a3b738
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "OFT (blocks of 8) and qGOFT with its quasi-orthogonality penalty in the PEFT comparison."
+    return [PeftMethod("OFT (blocks of 8)", lambda model, seed: apply_adapter(model, OFTConfig(block_size=8))),
+            PeftMethod("qGOFT (Givens)", lambda model, seed: apply_adapter(model, GivensConfig()),
+                       callbacks=lambda: [QuasiOrthogonalPenalty()])]

@@ -14,6 +14,8 @@ from torch.nn import functional as F
 from ..core.adapters import AdapterConfig, AdapterLayer
 
 from ..core.checks import check_int
+from ..core.finetune import ComparisonSetup, PeftMethod
+from ..core.adapters import apply_adapter
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -25,10 +27,11 @@ __chapter__ = Chapter(
         AdapterCase("GLoRA llama", "GloraConfig", dict(A="vector", C="lowrank", D="scalar", E="scalar", target_modules=["q_proj", "v_proj", "down_proj"]), model="llama"),
         AdapterCase("GLoRA bert", "GloraConfig", dict(target_modules=["query", "key", "value"]), model="bert"),
     ),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['SUPPORT_KINDS', 'apply_glora', 'Support', 'GloraLinear', 'GloraConfig']
+__all__ = ['SUPPORT_KINDS', 'apply_glora', 'Support', 'GloraLinear', 'GloraConfig', 'comparison_rows']
 
 # %% ../../nbs/peft/glora.ipynb #97a6dfbf
 SUPPORT_KINDS = {"A": ("none", "scalar", "vector", "lowrank"), "B": ("none", "scalar", "vector", "lowrank"),
@@ -151,3 +154,8 @@ class GloraConfig(AdapterConfig):
             raise ValueError("every support (A, B, C, D, E) is 'none': nothing would train")
 
 apply_glora = GloraConfig.apply  # apply_glora(model, r=4, A="lowrank", ...), or apply_glora(model, GloraConfig(...))
+
+# %% ../../nbs/peft/glora.ipynb #7db02237
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "GLoRA in the PEFT comparison: low-rank terms of half the rank."
+    return [PeftMethod("GLoRA", lambda model, seed: apply_adapter(model, GloraConfig(r=setup.half)))]

@@ -12,6 +12,8 @@ from torch import nn
 from ..core.adapters import AdapterConfig, AdapterLayer
 
 from ..core.checks import check_bool, check_int, check_range
+from ..core.finetune import ComparisonSetup, PeftMethod
+from ..core.adapters import apply_adapter
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -24,10 +26,11 @@ __chapter__ = Chapter(
         AdapterCase("LoLDU llama", "LolduConfig", dict(target_modules=["q_proj", "v_proj", "down_proj"]), model="llama"),
         AdapterCase("LoLDU bert", "LolduConfig", dict(target_modules=["query", "key", "value"]), model="bert"),
     ),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['ldu_decomposition', 'LolduLinear', 'LolduConfig']
+__all__ = ['ldu_decomposition', 'LolduLinear', 'LolduConfig', 'comparison_rows']
 
 # %% ../../nbs/peft/loldu.ipynb #9cb77d30
 def ldu_decomposition(weight: torch.Tensor, # (d_out, d_in)
@@ -86,3 +89,8 @@ class LolduConfig(AdapterConfig):
             check_int("r", self.r, low=1)
         check_range("alpha", self.alpha, low=0, low_open=True)
         check_bool("train_scale", self.train_scale)
+
+# %% ../../nbs/peft/loldu.ipynb #12db1daf
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "LoLDU in the PEFT comparison, at its defaults."
+    return [PeftMethod("LoLDU", lambda model, seed: apply_adapter(model, LolduConfig()))]

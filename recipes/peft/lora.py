@@ -13,6 +13,8 @@ from torch import nn
 from ..core.adapters import AdapterConfig, AdapterLayer
 
 from ..core.checks import check_int, check_range
+from ..core.finetune import ComparisonSetup, PeftMethod
+from ..core.adapters import apply_adapter
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -27,10 +29,11 @@ __chapter__ = Chapter(
         AdapterCase("LoRA bert", "LoraConfig", dict(r=2, target_modules=["query", "key", "value"]), model="bert"),
         AdapterCase("LoRA bert encoder (no head)", "LoraConfig", dict(r=2, target_modules=["query", "value"]), model="bert-encoder"),
     ),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['apply_lora', 'LoraLinear', 'LoraConfig']
+__all__ = ['apply_lora', 'LoraLinear', 'LoraConfig', 'comparison_rows']
 
 # %% ../../nbs/peft/lora.ipynb #e1238691
 class LoraLinear(AdapterLayer):
@@ -75,3 +78,9 @@ class LoraConfig(AdapterConfig):
         return self.alpha / self.r
 
 apply_lora = LoraConfig.apply  # apply_lora(model, r=8, target_modules=[...]), or apply_lora(model, LoraConfig(...))
+
+# %% ../../nbs/peft/lora.ipynb #b2c1af2a
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "LoRA in the PEFT comparison: rank r, alpha = 2r."
+    config = LoraConfig(r=setup.rank, alpha=2 * setup.rank)
+    return [PeftMethod("LoRA", lambda model, seed: apply_adapter(model, config))]

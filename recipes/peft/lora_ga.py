@@ -14,6 +14,8 @@ from ..core.adapters import adapters_disabled, require_adapters
 from .lora import LoraConfig, LoraLinear
 
 from ..core.checks import check_bool, check_range
+from ..core.finetune import ComparisonSetup, PeftMethod
+from ..core.adapters import apply_adapter
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -25,10 +27,11 @@ __chapter__ = Chapter(
         AdapterCase("LoRA-GA llama", "LoraGAConfig", dict(r=2, target_modules=["q_proj", "v_proj", "down_proj"]), model="llama"),
         AdapterCase("LoRA-GA bert", "LoraGAConfig", dict(r=2, target_modules=["query", "key", "value"]), model="bert"),
     ),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['LoraGALinear', 'LoraGAConfig', 'weight_gradients', 'init_lora_ga']
+__all__ = ['LoraGALinear', 'LoraGAConfig', 'weight_gradients', 'init_lora_ga', 'comparison_rows']
 
 # %% ../../nbs/peft/lora_ga.ipynb #033e51cc
 _DIRECTIONS = {  # which singular components A and B take: (indices for A's rows, for B's columns)
@@ -134,3 +137,10 @@ def init_lora_ga(model: nn.Module, # a model after apply_adapter(model, LoraGACo
     for name, g in weight_gradients(model, batches, loss_fn).items():
         layers[name].init_from_gradient(g)
     return model
+
+# %% ../../nbs/peft/lora_ga.ipynb #7a246322
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "LoRA-GA in the PEFT comparison: rank r, initialised on the run's own first batches."
+    config = LoraGAConfig(r=setup.rank, alpha=2 * setup.rank)
+    return [PeftMethod("LoRA-GA", lambda model, seed: init_lora_ga(apply_adapter(model, config), setup.calibration(seed),
+                                                                  setup.task.loss_fn))]

@@ -13,6 +13,7 @@ from torch import nn
 from ..core.adapters import AdapterConfig, AdapterLayer, apply_adapter
 
 from ..core.checks import check_int, check_range
+from ..core.finetune import ComparisonSetup, PeftMethod
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -25,10 +26,11 @@ __chapter__ = Chapter(
         AdapterCase("LoTR gpt2 Conv1D", "LotrConfig", dict(r=2, target_modules=["c_attn", "c_fc"]), model="gpt2"),
         AdapterCase("LoTR bert", "LotrConfig", dict(r=2, target_modules=["query", "key", "value"]), model="bert"),
     ),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['LotrLinear', 'LotrConfig', 'apply_lotr', 'lotr_budget']
+__all__ = ['LotrLinear', 'LotrConfig', 'apply_lotr', 'lotr_budget', 'comparison_rows']
 
 # %% ../../nbs/peft/lotr.ipynb #fd3279c3
 class LotrLinear(AdapterLayer):
@@ -108,3 +110,8 @@ def lotr_budget(shapes: list[tuple[int, int]], # (d_out, d_in) of every adapted 
                ) -> int:
     "Trainable numbers of LoTR on these layers: r (d_in + d_out) once per distinct shape, plus r² per layer."
     return sum(r * (o + i) for o, i in set(shapes)) + len(shapes) * r * r
+
+# %% ../../nbs/peft/lotr.ipynb #e57f7ea7
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "LoTR in the PEFT comparison: shared factors of rank 2r."
+    return [PeftMethod("LoTR", lambda model, seed: apply_adapter(model, LotrConfig(r=2 * setup.rank)))]

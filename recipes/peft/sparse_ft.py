@@ -14,6 +14,8 @@ from ..core.adapters import AdapterConfig, AdapterLayer, adapter_layers
 from ..core.train import Callback
 
 from ..core.checks import check_int, check_range
+from ..core.finetune import ComparisonSetup, PeftMethod
+from ..core.adapters import apply_adapter
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -27,12 +29,13 @@ __chapter__ = Chapter(
         AdapterCase("Sparse FT bert", "SparseConfig", dict(r=1, target_modules=["query", "key", "value"]), model="bert"),
     ),
     callbacks=("SpIEL",),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
 __all__ = ['SparseDelta', 'SparseLinear', 'SparseConfig', 'sparse_layers', 'set_indices', 'dense_gradients', 'input_activations',
            'top_entries', 'top_per_row', 'top_columns', 'select_random', 'select_gps', 'select_s2ft', 'select_sct',
-           'SpIEL']
+           'SpIEL', 'comparison_rows']
 
 # %% ../../nbs/peft/sparse_ft.ipynb #ca326f72
 def _check_positive_int(name: str, value):
@@ -259,3 +262,11 @@ class SpIEL(Callback):
     def after_fit(self, trainer):
         for m in self.layers.values():
             m.probe = None
+
+# %% ../../nbs/peft/sparse_ft.ipynb #129a21b5
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "Sparse fine-tuning in the PEFT comparison: r entries per row, chosen by GPS on the run's own first batches."
+    def prepare(model, seed):
+        model = apply_adapter(model, SparseConfig(r=setup.rank))
+        return set_indices(model, select_gps(model, dense_gradients(model, setup.task.loss_fn, setup.calibration(seed))))
+    return [PeftMethod("sparse FT (GPS support)", prepare)]

@@ -15,6 +15,8 @@ from .lora import LoraConfig, LoraLinear
 from .sparse_ft import SparseDelta, dense_gradients, set_indices, sparse_layers, top_entries
 
 from ..core.checks import check_int
+from ..core.finetune import ComparisonSetup, PeftMethod
+from ..core.adapters import apply_adapter
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -28,10 +30,11 @@ __chapter__ = Chapter(
         AdapterCase("RoSA bert", "RosaConfig", dict(r=1, sparse_r=1, target_modules=["query", "key", "value"]), model="bert"),
     ),
     callbacks=("GMT",),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['RosaLinear', 'RosaConfig', 'init_rosa', 'GMT']
+__all__ = ['RosaLinear', 'RosaConfig', 'init_rosa', 'GMT', 'comparison_rows']
 
 # %% ../../nbs/peft/sparse_ft_rosa.ipynb #fe4b8d9b
 class RosaLinear(SparseDelta, LoraLinear):
@@ -89,3 +92,10 @@ class GMT(Callback):
         for p in trainer.model.parameters():
             if p.grad is not None:
                 self._mask(p.grad)
+
+# %% ../../nbs/peft/sparse_ft_rosa.ipynb #f80b50f7
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "RoSA in the PEFT comparison: the rank split between the low-rank and the sparse part."
+    config = RosaConfig(r=setup.half, alpha=2 * setup.half, sparse_r=setup.rank - setup.half)
+    return [PeftMethod("RoSA", lambda model, seed: init_rosa(apply_adapter(model, config), setup.task.loss_fn,
+                                                            setup.calibration(seed)))]

@@ -12,6 +12,8 @@ from torch import nn
 from ..core.adapters import AdapterConfig, AdapterLayer
 
 from ..core.checks import check_int
+from ..core.finetune import ComparisonSetup, PeftMethod
+from ..core.adapters import apply_adapter
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -29,11 +31,12 @@ __chapter__ = Chapter(
         AdapterCase("Spectral Adapter bert", "SpectralAdapterConfig", dict(rank=2, target_modules=["query", "key", "value"]), model="bert"),
     ),
     bases=("SpectralConfig",),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
 __all__ = ['apply_svft', 'apply_spectral_adapter', 'SpectralLinear', 'SpectralConfig', 'svft_pattern', 'SVFTLinear', 'SVFTConfig',
-           'cayley', 'SpectralAdapterLinear', 'SpectralAdapterConfig']
+           'cayley', 'SpectralAdapterLinear', 'SpectralAdapterConfig', 'comparison_rows']
 
 # %% ../../nbs/peft/spectral.ipynb #fdf1f75e
 class SpectralLinear(AdapterLayer):
@@ -166,3 +169,9 @@ class SpectralAdapterConfig(SpectralConfig):
 apply_svft = SVFTConfig.apply  # apply_svft(model, pattern="banded"), or apply_svft(model, SVFTConfig(...))
 
 apply_spectral_adapter = SpectralAdapterConfig.apply  # apply_spectral_adapter(model, rank=4), or with a SpectralAdapterConfig
+
+# %% ../../nbs/peft/spectral.ipynb #803a260d
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "SVFT (banded, its default) and the Spectral Adapter (top-r singular vectors) in the PEFT comparison."
+    return [PeftMethod("SVFT (banded)", lambda model, seed: apply_adapter(model, SVFTConfig())),
+            PeftMethod("Spectral Adapter", lambda model, seed: apply_adapter(model, SpectralAdapterConfig(rank=setup.rank)))]

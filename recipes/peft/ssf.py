@@ -12,6 +12,8 @@ from torch import nn
 from ..core.adapters import AdapterConfig, AdapterLayer
 
 from ..core.checks import check_range
+from ..core.finetune import ComparisonSetup, PeftMethod
+from ..core.adapters import apply_adapter
 from ..core.chapter import Chapter, AdapterCase
 __chapter__ = Chapter(
     part="peft",
@@ -24,10 +26,11 @@ __chapter__ = Chapter(
         AdapterCase("SSF gpt2 Conv1D", "SSFConfig", dict(init_std=0.0, target_modules=["c_attn"]), model="gpt2"),
         AdapterCase("SSF bert", "SSFConfig", dict(target_modules=["query", "key", "value"]), model="bert", starts_at_base=False),
     ),
+    comparison=("comparison_rows",),
 )
 
 # %% auto #0
-__all__ = ['apply_ssf', 'SSFLinear', 'SSFConfig']
+__all__ = ['apply_ssf', 'SSFLinear', 'SSFConfig', 'comparison_rows']
 
 # %% ../../nbs/peft/ssf.ipynb #6522a223
 class SSFLinear(AdapterLayer):
@@ -70,3 +73,8 @@ class SSFConfig(AdapterConfig):
         check_range("init_std", self.init_std, 0, 1, high_open=True)
 
 apply_ssf = SSFConfig.apply  # apply_ssf(model, init_std=0.02), or apply_ssf(model, SSFConfig(...))
+
+# %% ../../nbs/peft/ssf.ipynb #af001c7c
+def comparison_rows(setup: ComparisonSetup) -> list[PeftMethod]:
+    "SSF in the PEFT comparison, at its defaults."
+    return [PeftMethod("SSF", lambda model, seed: apply_adapter(model, SSFConfig()))]
