@@ -65,4 +65,4 @@ bench: export
 	$(PY) tools/bench.py
 
 clean:
-	rm -rf book/_build book/chapters book/_mathjax book/reproductions.md book/coverage.md book/timing.md book/benchmarks.md book/_static/forest-*.png ledger.json .fresh
+	rm -rf book/_build book/chapters book/_mathjax book/reproductions.md book/coverage.md book/api.md book/timing.md book/benchmarks.md book/_static/forest-*.png ledger.json .fresh

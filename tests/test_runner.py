@@ -149,3 +149,9 @@ def test_pages_render_records(sandbox):
     coverage = (sandbox / "book" / "coverage.md").read_text()
     assert "[Demo](chapters/peft/lora.ipynb): " in coverage and ">reproduced</span>" in coverage
     assert "abstract" not in coverage.lower()
+
+
+def test_api_page_reads_the_docments():
+    page = book.api_page()
+    assert "### `LoraConfig`" in page and "rank of the update BA" in page, "parameter notes must reach the API page"
+    assert "SpectralConfig" not in page, "abstract bases are not methods"
