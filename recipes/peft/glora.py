@@ -66,6 +66,7 @@ class Support(nn.Module):
     def extra_repr(self) -> str:
         return self.kind
 
+# %% ../../nbs/peft/glora.ipynb #d7af3fd3
 class GloraLinear(AdapterLayer):
     "A frozen linear layer with GLoRA's unified update: W' = W0 + W0 ⊙ A + B, b' = b0 + C W0 + D ⊙ b0 + E."
     def __init__(self, base: nn.Module, # the nn.Linear (or transformers Conv1D) to adapt
@@ -134,6 +135,7 @@ class GloraLinear(AdapterLayer):
             self.base.bias.copy_(b)
         self.weight.copy_(w0)
 
+# %% ../../nbs/peft/glora.ipynb #5a7d2468
 @dataclass
 class GloraConfig(AdapterConfig):
     "GLoRA's options: the kind of each support tensor (the same for every targeted layer) and the rank."
