@@ -155,3 +155,9 @@ def test_api_page_reads_the_docments():
     page = book.api_page()
     assert "### `LoraConfig`" in page and "rank of the update BA" in page, "parameter notes must reach the API page"
     assert "SpectralConfig" not in page, "abstract bases are not methods"
+
+
+def test_coverage_comes_from_the_declarations():
+    page = book.coverage_page(book.records(), book._claims_module())
+    lora = next(line for line in page.splitlines() if line.startswith("| [LoRA: Low-Rank Adaptation"))
+    assert "peft/interop" in lora and "peft/lora" in lora, "every chapter that declares a paper is listed beside it"

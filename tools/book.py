@@ -635,26 +635,33 @@ def api_page() -> str:
 
 
 def coverage_page(recs: list[dict], cl) -> str:
-    by_paper: dict[str, list] = {}
-    for r in recs:
-        for c in r["claims"]:
-            by_paper.setdefault(c["spec"]["paper"], []).append((r, c))
+    "Every catalog paper with the chapters that declare it (`papers=` in their `__chapter__`) and their claims' verdicts."
+    from recipes.core.chapter import declared
+    by_key = {}  # catalog id (int) or foundations key (str) -> chapters that declare the paper
+    for d in declared():
+        for key in d.chapter.papers:
+            by_key.setdefault(key, []).append(d.name)
+    recs_by_name = {r["chapter"]: r for r in recs}
 
-    def status(title: str) -> str:
-        hits = by_paper[title]
-        return f"[{_md(hits[0][0]['title'])}]({_link(hits[0][0]['chapter'])}): " + " ".join(cl.badge(c["verdict"]) for _, c in hits)
+    def status(key, title: str) -> str:
+        parts = []
+        for name in by_key[key]:
+            r = recs_by_name.get(name, {"title": name, "claims": []})
+            badges = " ".join(cl.badge(c["verdict"]) for c in r["claims"] if c["spec"]["paper"] == title)
+            parts.append(f"[{_md(r['title'])}]({_link(name)})" + (f": {badges}" if badges else ""))
+        return "; ".join(parts)
 
     papers = _catalog()
     lines = ["# Coverage", "",
-             f"Every paper the book must cover ({len(papers)}), by theme. A paper links to its chapter and the verdicts "
-             "of its claims, or is *planned*, or is on the *reading list* with the reason.", ""]
-    done = sum(p["title"] in by_paper for p in papers)
+             f"Every paper the book must cover ({len(papers)}), by theme. A paper links to the chapters that declare it "
+             "and the verdicts of its claims there, or is *planned*, or is on the *reading list* with the reason.", ""]
+    done = sum(int(p["id"]) in by_key for p in papers)
     lines.append(f"**{done} of {len(papers)} covered so far.**\n")
     for theme in sorted({p["theme"] for p in papers}):
         lines += [f"## {theme}", "", "| Paper | Tier | Status |", "|---|---|---|"]
         for p in sorted((p for p in papers if p["theme"] == theme), key=lambda p: p["title"].lower()):
-            if p["title"] in by_paper:
-                s = status(p["title"])
+            if int(p["id"]) in by_key:
+                s = status(int(p["id"]), p["title"])
             elif p["tier"] == "D":
                 s = f"reading list: {p['reading_list_reason']}"
             else:
@@ -666,7 +673,7 @@ def coverage_page(recs: list[dict], cl) -> str:
     lines += ["## Foundations", "", "Classic papers that later chapters build on; they are not in the catalog.", "",
               "| Paper | Year | Status |", "|---|---|---|"]
     for p in foundations:
-        s = status(p["title"]) if p["title"] in by_paper else "planned"
+        s = status(p["id"], p["title"]) if p["id"] in by_key else "planned"
         lines.append(f"| [{_md(p['title'])}]({p['link']}) | {p['year']} | {s} |")
     return "\n".join(lines) + "\n"
 
