@@ -83,6 +83,7 @@ class SparseDelta:
         self.indices.copy_(indices)
         self.values.copy_(torch.zeros_like(self.values) if values is None else values)
 
+# %% ../../nbs/peft/sparse_ft.ipynb #fe354240
 class SparseLinear(SparseDelta, AdapterLayer):
     "A frozen linear layer plus a sparse trainable update: W = W0 + M ⊙ Δ with |Ω| = r (d_in + d_out), or a density."
     def __init__(self, base: nn.Module, # the nn.Linear (or transformers Conv1D) to adapt
@@ -101,6 +102,7 @@ class SparseLinear(SparseDelta, AdapterLayer):
     def extra_repr(self) -> str:
         return f"k={self.k} of {self.d_out}x{self.d_in}, merged={self.merged}"
 
+# %% ../../nbs/peft/sparse_ft.ipynb #dd6553d4
 @dataclass
 class SparseConfig(AdapterConfig):
     "A sparse additive update with the parameter budget of a rank-r LoRA, r (d_in + d_out) entries per layer, or a density."
@@ -113,6 +115,7 @@ class SparseConfig(AdapterConfig):
         if self.density is not None:
             check_range("density", self.density, 0, 1, low_open=True)
 
+# %% ../../nbs/peft/sparse_ft.ipynb #e59e9ac3
 def sparse_layers(model: nn.Module) -> dict[str, SparseDelta]:
     "The model's adapter layers that carry a sparse update, by name."
     layers = {n: m for n, m in adapter_layers(model).items() if isinstance(m, SparseDelta)}
@@ -155,6 +158,7 @@ def dense_gradients(model: nn.Module, # a model with sparse adapters
         for m in layers.values():
             m.probe = None
 
+# %% ../../nbs/peft/sparse_ft.ipynb #1b70758a
 @torch.no_grad()
 def input_activations(model: nn.Module, # a model with sparse adapters
                       forward, # forward(model, batch): runs the model on a batch
@@ -198,6 +202,7 @@ def top_columns(channel_score: torch.Tensor, d_out: int, k: int) -> torch.Tensor
     rows = torch.arange(d_out, device=order.device)
     return (rows[None, :] * channel_score.numel() + order[:, None]).flatten()[:k]  # column-major over the chosen channels
 
+# %% ../../nbs/peft/sparse_ft.ipynb #38206515
 def select_random(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     "Baseline: k uniformly random entries per layer."
     g = torch.Generator().manual_seed(seed)
