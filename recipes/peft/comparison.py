@@ -31,6 +31,7 @@ def pareto_front(params: np.ndarray, # trainable parameters per method
     dominated = [(params <= params[i]) & (s >= s[i]) & ((params < params[i]) | (s > s[i])) for i in range(len(s))]
     return ~np.array([d.any() for d in dominated])
 
+# %% ../../nbs/peft/comparison.ipynb #d11a4312
 def compare(task: FinetuneTask, # the transfer task
             methods: list[PeftMethod], # the rows
             lrs: list[float], # one learning-rate grid for every method
@@ -61,6 +62,7 @@ def compare(task: FinetuneTask, # the transfer task
             np.average([screen.seconds_per_step, rest.seconds_per_step], weights=runs), task.higher_is_better, screen.memory)
     return results
 
+# %% ../../nbs/peft/comparison.ipynb #0e6f23b5
 def summary_frame(task: FinetuneTask, results: dict[str, FinetuneResult], baseline: str = "LoRA"):
     "The summary as a pandas DataFrame indexed by rank: it displays as an HTML table in notebooks and in the book."
     import pandas as pd
@@ -86,6 +88,7 @@ def summary_table(task: FinetuneTask, results: dict[str, FinetuneResult], baseli
     rows += ["| " + " | ".join([str(k), *row]) + " |" for k, row in zip(frame.index, frame.itertuples(index=False))]
     return "\n".join(rows)
 
+# %% ../../nbs/peft/comparison.ipynb #b223d2e7
 def against_baseline(task: FinetuneTask, results: dict[str, FinetuneResult],
                      baseline: str = "LoRA", # the row every other row is paired with
                      confidence: float = 0.95, # level of the paired t-interval
