@@ -33,6 +33,7 @@ def linear_types() -> tuple[type, ...]:
     except ImportError:  # transformers is optional for plain torch models
         return (nn.Linear,)
 
+# %% ../../nbs/core/adapters.ipynb #f6360139
 def _write_plain_keys(module, state_dict, prefix, local_metadata):
     "state_dict post-hook: `prefix.weight`/`.bias` hold the merged layer, `prefix.base.*` the unmerged base."
     if module.plain_problem() is not None:
@@ -55,6 +56,7 @@ def _read_plain_keys(module, state_dict, prefix, local_metadata, strict, missing
     if module.merged and any(prefix + "base." + k in state_dict for k in keys):
         module.merged = False  # the base tensors read are the unmerged W0
 
+# %% ../../nbs/core/adapters.ipynb #efdd1c47
 class AdapterLayer(nn.Module):
     "A frozen base layer plus a method's trainable adapter; subclasses define what the adapter computes."
     mergeable: ClassVar[bool] = True  # can the update be folded into the base weight?
@@ -185,6 +187,7 @@ def _check_modules_to_save(value):
         return list(value)
     raise TypeError(f"modules_to_save must be None or module names/dotted suffixes (e.g. ['classifier']); got {value!r}")
 
+# %% ../../nbs/core/adapters.ipynb #cc9f924a
 @dataclass
 class AdapterConfig:
     "Which layers to adapt (shared by every method); subclasses add the method's own validated fields."
@@ -219,6 +222,7 @@ class AdapterConfig:
                 d[k] = [t if isinstance(t, str) else t.__name__ for t in d[k]]
         return d
 
+# %% ../../nbs/core/adapters.ipynb #0848df54
 def _matches(name: str, module: nn.Module, spec) -> bool:
     if isinstance(spec, str) and not isinstance(spec, type):
         return name == spec or name.endswith("." + spec)
@@ -238,12 +242,14 @@ def modules_to_save(model: nn.Module, # the model
         raise ValueError(f"modules_to_save {missing} match no module; the model's top-level modules are {tops}")
     return names
 
+# %% ../../nbs/core/adapters.ipynb #dd484a3a
 def candidate_layers(model: nn.Module) -> dict[str, nn.Module]:
     "Every layer an adapter can wrap, by qualified name (layers inside adapters excluded)."
     inside = {f"{n}.base" for n, m in model.named_modules() if isinstance(m, AdapterLayer)}
     return {n: m for n, m in model.named_modules()
             if n and isinstance(m, linear_types()) and not isinstance(m, AdapterLayer) and n not in inside}
 
+# %% ../../nbs/core/adapters.ipynb #8948b0e1
 def find_targets(model: nn.Module, # any torch module, e.g. a transformers PreTrainedModel
                  config: AdapterConfig, # its target_modules and exclude_modules select the layers
                 ) -> list[str]:
@@ -284,6 +290,7 @@ def adapter_layers(model: nn.Module) -> dict[str, AdapterLayer]:
     "The model's adapted layers, by qualified name."
     return {n: m for n, m in model.named_modules() if isinstance(m, AdapterLayer)}
 
+# %% ../../nbs/core/adapters.ipynb #4794d5c8
 def require_adapters(model: nn.Module, # the model to check
                      config_class: type | None = None, # the method every adapted layer must belong to (None: any)
                      caller: str = "this", # the function asking, for the error message
@@ -302,6 +309,7 @@ def require_adapters(model: nn.Module, # the model to check
                             f"{type(layers[wrong[0]]).__name__} layers")
     return layers
 
+# %% ../../nbs/core/adapters.ipynb #06060b75
 def apply_adapter(model: nn.Module, # the model to adapt, in place
                   config: AdapterConfig, # the method and its options (e.g. LoraConfig(r=4))
                  ) -> nn.Module:
@@ -330,6 +338,7 @@ def apply_adapter(model: nn.Module, # the model to adapt, in place
     _guard_save_pretrained(model)
     return model
 
+# %% ../../nbs/core/adapters.ipynb #f8352970
 def _guard_save_pretrained(model: nn.Module):
     "save_pretrained (and so Trainer.save_model) refuses when a plain model could not load what it would write."
     if not hasattr(model, "save_pretrained"):
@@ -346,11 +355,13 @@ def _guard_save_pretrained(model: nn.Module):
         return type(model).save_pretrained(model, *args, **kwargs)
     model.save_pretrained = save_pretrained
 
+# %% ../../nbs/core/adapters.ipynb #56d8955b
 def trainable_parameters(model: nn.Module) -> tuple[int, int]:
     "(trainable, total) parameter counts, tied weights counted once; adapters are included in the total."
     from recipes.core.models import count_parameters
     return count_parameters(model, trainable_only=True), count_parameters(model)
 
+# %% ../../nbs/core/adapters.ipynb #f8788506
 @dataclass
 class AdapterReport:
     "What `apply_adapter` did: the adapted layers, the candidates left alone, and the parameter budget."
@@ -368,6 +379,7 @@ class AdapterReport:
             lines.append(f"  not adapted: {self.not_adapted[:8]}{' ...' if len(self.not_adapted) > 8 else ''}")
         return "\n".join(lines)
 
+# %% ../../nbs/core/adapters.ipynb #4ea5d575
 def adapter_report(model: nn.Module) -> AdapterReport:
     "Coverage and budget of the model's adapters."
     layers = require_adapters(model, caller="adapter_report")
@@ -378,18 +390,21 @@ def adapter_report(model: nn.Module) -> AdapterReport:
     left = [n for n, m in candidate_layers(model).items() if m is not head]
     return AdapterReport(type(model.adapter_config).__name__, adapted, left, *trainable_parameters(model))
 
+# %% ../../nbs/core/adapters.ipynb #2ae36088
 def merge_adapters(model: nn.Module) -> nn.Module:
     "Fold every adapter into its base layer (no extra inference cost)."
     for m in require_adapters(model, caller="merge_adapters").values():
         m.merge()
     return model
 
+# %% ../../nbs/core/adapters.ipynb #7c9367e0
 def unmerge_adapters(model: nn.Module) -> nn.Module:
     "Take every merged adapter back out of its base layer."
     for m in require_adapters(model, caller="unmerge_adapters").values():
         m.unmerge()
     return model
 
+# %% ../../nbs/core/adapters.ipynb #8b631935
 def merge_and_unload(model: nn.Module) -> nn.Module:
     "Merge every adapter and put the plain base layers back: a model with no adapters (ready for another)."
     merge_adapters(model)
@@ -400,6 +415,7 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     model.__dict__.pop("save_pretrained", None)  # the refusal, if any, goes with the adapters
     return model
 
+# %% ../../nbs/core/adapters.ipynb #783b8c03
 @contextmanager
 def adapters_disabled(model: nn.Module):
     "Run the base model inside the block: adapters are bypassed (merged ones are unmerged first)."
@@ -423,6 +439,7 @@ def plain_keys(model: nn.Module) -> set[str]:
     return {f"{n}.{k}" for n, m in adapter_layers(model).items() if m.plain_problem() is None
             for k, p in m.base._parameters.items() if p is not None}
 
+# %% ../../nbs/core/adapters.ipynb #1f0cf35d
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     "Only the adapters' tensors, and the modules trained in full (`modules_to_save`), by qualified name."
     out = {}
@@ -434,6 +451,7 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         out |= {f"{name}.{k}": v for k, v in model.get_submodule(name).state_dict().items()}
     return out
 
+# %% ../../nbs/core/adapters.ipynb #55f04828
 def save_adapter(model: nn.Module, # a model with (unmerged) adapters
                  path: str | Path, # the .safetensors file to write
                 ) -> Path:
@@ -450,6 +468,7 @@ def save_adapter(model: nn.Module, # a model with (unmerged) adapters
     tmp.replace(path)  # atomic: a reader never sees half a file
     return path
 
+# %% ../../nbs/core/adapters.ipynb #3bee0907
 def load_adapter(model: nn.Module, # a base model (adapters are added) or a model with the same adapters
                  path: str | Path, # a file written by save_adapter
                 ) -> nn.Module:
