@@ -279,12 +279,13 @@ def _build_with_myst_nb(tmp_path, outputs=None, notebook: Path | None = None):
 def test_comparison_summary_renders_as_an_html_table(tmp_path):
     html = _build_with_myst_nb(tmp_path, [_summary_output()])
     assert "<table" in html and "dataframe" in html and "full FT" in html and "| Rank |" not in html and "|---|" not in html
-    # why: the book's myst-nb renders Markdown outputs as CommonMark, which has no tables
-    if "nb_render_markdown_format" not in (ROOT / "book" / "_config.yml").read_text():
-        pipes = {"output_type": "display_data", "metadata": {},
-                 "data": {"text/markdown": "| Rank | Method |\n|---|---|\n| 1 | LoRA |", "text/plain": "<Markdown>"}}
-        (tmp_path / "md").mkdir()
-        assert "<table" not in _build_with_myst_nb(tmp_path / "md", [pipes])
+    # and a Markdown table a chapter displays renders too: the book reads Markdown outputs as GitHub-flavoured
+    # (nb_render_markdown_format: gfm); myst-nb's default, CommonMark, has no tables and would show raw pipes
+    pipes = {"output_type": "display_data", "metadata": {},
+             "data": {"text/markdown": "| Rank | Method |\n|---|---|\n| 1 | LoRA |", "text/plain": "<Markdown>"}}
+    (tmp_path / "md").mkdir()
+    md_html = _build_with_myst_nb(tmp_path / "md", [pipes])
+    assert "<table" in md_html and "|---|" not in md_html, "Markdown tables in outputs must render as tables"
 
 
 def test_executed_comparison_page_shows_an_html_table():
