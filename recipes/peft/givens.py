@@ -54,6 +54,7 @@ class InputRotationLinear(AdapterLayer):
     def unmerge_from_base(self):
         self.weight.copy_(torch.linalg.solve(self.transform(), self.weight.T).T)  # W = W' T⁻ᵀ
 
+# %% ../../nbs/peft/givens.ipynb #4d68615c
 def cayley_blocks(q: torch.Tensor, # (n_blocks, b(b-1)/2): upper-triangular entries of each skew-symmetric Q_i
                   b: int, # block size
                  ) -> torch.Tensor:
@@ -66,6 +67,7 @@ def cayley_blocks(q: torch.Tensor, # (n_blocks, b(b-1)/2): upper-triangular entr
     I = torch.eye(b, dtype=q.dtype, device=q.device).expand_as(Q)
     return torch.linalg.solve(I + Q, I - Q, left=False)  # X (I + Q) = I − Q
 
+# %% ../../nbs/peft/givens.ipynb #e0a49e3c
 class OFTLinear(InputRotationLinear):
     "OFT: a block-diagonal orthogonal rotation of the input, each block a Cayley transform."
     def __init__(self, base: nn.Module, # the layer to adapt
@@ -81,6 +83,7 @@ class OFTLinear(InputRotationLinear):
     def transform(self) -> torch.Tensor:
         return torch.block_diag(*cayley_blocks(self.oft_q, self.block_size))  # R = diag(R_1, ..., R_{d/b})
 
+# %% ../../nbs/peft/givens.ipynb #01f881bc
 @dataclass
 class OFTConfig(AdapterConfig):
     "OFT's options: the size of each orthogonal block (peft's oft_block_size)."
@@ -100,6 +103,7 @@ def givens_tree(d: int) -> list[torch.Tensor]:
         step *= 2
     return stages
 
+# %% ../../nbs/peft/givens.ipynb #66634b4a
 class GivensLinear(InputRotationLinear):
     "qGOFT: the input is scaled by s and rotated by a product of d − 1 (quasi-)Givens rotations in log₂ d stages."
     def __init__(self, base: nn.Module, # the layer to adapt
@@ -151,6 +155,7 @@ class GivensLinear(InputRotationLinear):
         R = self._last_rotation if reuse and getattr(self, "_last_rotation", None) is not None else self.rotation()
         return (R.T @ R - torch.eye(self.d_in, dtype=R.dtype, device=R.device)).pow(2).sum()
 
+# %% ../../nbs/peft/givens.ipynb #6a71e7eb
 @dataclass
 class GivensConfig(AdapterConfig):
     "qGOFT's options."
@@ -163,6 +168,7 @@ class GivensConfig(AdapterConfig):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
+# %% ../../nbs/peft/givens.ipynb #0c020144
 class QuasiOrthogonalPenalty(Callback):
     "Adds λ Σ_layers ‖RᵀR − I‖²_F of every qGOFT layer to the training loss (pass to fit's callbacks)."
     def __init__(self, lam: float = 1e-2, # λ, the penalty weight
