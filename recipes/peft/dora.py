@@ -80,6 +80,7 @@ class DoraLinear(LoraLinear):
     def extra_repr(self) -> str:
         return f"r0={self.r}, rank={self.rank}, alpha={self.alpha}, merged={self.merged}"
 
+# %% ../../nbs/peft/dora.ipynb #442eb32d
 @dataclass
 class DoraConfig(LoraConfig):
     "DoRA's layer options: `r` is the start rank r0 (about 1.5 × the target mean rank), plus LoRA's alpha and dropout."
@@ -166,6 +167,7 @@ class DoraPruner(Callback):
         for n, part in zip(names, mask.split([self.layers[n].r for n in names])):
             self.layers[n].rank_mask.copy_(part)
 
+# %% ../../nbs/peft/dora.ipynb #189ac3b4
 def rank_allocation(model: nn.Module) -> dict[str, int]:
     "Kept components of every DoRA layer, by name."
     return {n: m.rank for n, m in adapter_layers(model).items() if isinstance(m, DoraLinear)}
