@@ -81,6 +81,7 @@ class LotrLinear(AdapterLayer):
     def extra_repr(self) -> str:
         return f"r={self.r}, shared={self.shared}, merged={self.merged}"
 
+# %% ../../nbs/peft/lotr.ipynb #097fd873
 @dataclass
 class LotrConfig(AdapterConfig):
     "LoTR's options (and the shared targeting options); one config object adapts one model."
@@ -96,6 +97,7 @@ class LotrConfig(AdapterConfig):
         check_int("r", self.r, low=1)
         check_range("alpha", self.alpha, low=0, low_open=True)
 
+# %% ../../nbs/peft/lotr.ipynb #05d04c99
 def apply_lotr(model: nn.Module, # the model to adapt, in place
                config: LotrConfig | None = None, # a config (copied, so it can be reused); or pass its fields as keywords
                **kwargs, # r=, alpha=, target_modules=, exclude_modules=
@@ -105,6 +107,7 @@ def apply_lotr(model: nn.Module, # the model to adapt, in place
         raise TypeError("pass either a LotrConfig or keyword arguments, not both")
     return apply_adapter(model, dataclasses.replace(config) if config is not None else LotrConfig(**kwargs))
 
+# %% ../../nbs/peft/lotr.ipynb #e70753d7
 def lotr_budget(shapes: list[tuple[int, int]], # (d_out, d_in) of every adapted layer
                 r: int, # Tucker rank
                ) -> int:
