@@ -109,12 +109,14 @@ class Progress:
     def __exit__(self, *exc):
         self.close()
 
+# %% ../../nbs/core/train.ipynb #8fb2047b
 def _in_kernel() -> bool:
     "True inside a Jupyter kernel (a notebook, or papermill executing one)."
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     return shell is not None and hasattr(shell, "kernel")
 
+# %% ../../nbs/core/train.ipynb #3e18c023
 def _fmt(v) -> str:
     if isinstance(v, torch.Tensor):
         v = v.detach().float().mean().item()
@@ -165,12 +167,14 @@ class History:
     def __repr__(self):
         return f"History({len(self.rows)} rows; metrics {sorted(self.keys())})"
 
+# %% ../../nbs/core/train.ipynb #dd8aafff
 def _to_py(v):
     if isinstance(v, torch.Tensor):
         v = v.detach().cpu()
         return v.item() if v.numel() == 1 else v.numpy()
     return v
 
+# %% ../../nbs/core/train.ipynb #b78120fd
 class Callback:
     "Hooks into `fit`. Override any hook; each receives the running `Trainer`."
     order = 0  # callbacks run in increasing `order`
@@ -182,6 +186,7 @@ class Callback:
     def after_epoch(self, trainer): pass
     def after_fit(self, trainer): pass
 
+# %% ../../nbs/core/train.ipynb #83d2a650
 class Evaluate(Callback):
     "Call `fn(model)` every `every` steps (and at step 0 and at the end) and log what it returns."
     order = 10
@@ -210,6 +215,7 @@ class Evaluate(Callback):
     def after_fit(self, trainer):
         if trainer.step % self.every: self._run(trainer)
 
+# %% ../../nbs/core/train.ipynb #aaa54086
 class GradClip(Callback):
     "Clip the global gradient norm before each optimizer step."
     def __init__(self, max_norm: float):
@@ -317,6 +323,7 @@ def _flatten(obj, key: str, tensors: dict):
     raise TypeError(f"can't write {key!r} to a checkpoint: a {type(obj).__name__} is neither a tensor, an array, "
                     "a number, a string nor a dict/list/tuple of them (nothing is pickled)")
 
+# %% ../../nbs/core/train.ipynb #e0833d34
 def _unflatten(obj, tensors: dict):
     "Inverse of `_flatten`."
     if isinstance(obj, list):
@@ -380,6 +387,7 @@ def load_checkpoint(directory: str | Path, # a folder written by `save_checkpoin
             obj.load_state_dict(tree[name])
     return tree["state"]
 
+# %% ../../nbs/core/train.ipynb #f587650e
 def latest_checkpoint(directory: str | Path, # a folder of step-N checkpoints, or one checkpoint
                      ) -> Path:
     "The checkpoint to resume from: `directory` itself if it is one, else its step-N folder with the largest N."
@@ -417,6 +425,7 @@ def rng_state(generators: Iterable[torch.Generator] = ()) -> dict:
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
+# %% ../../nbs/core/train.ipynb #cad9fc69
 def set_rng_state(state: Mapping, # from `rng_state` (possibly through a checkpoint)
                   generators: Iterable[torch.Generator] | None = None, # the data generators to restore, same order
                  ):
