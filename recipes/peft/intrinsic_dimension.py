@@ -27,6 +27,7 @@ def hadamard(n: int, # size, a power of 2
         H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)])  # H_2n = [[H, H], [H, −H]]
     return H
 
+# %% ../../nbs/peft/intrinsic_dimension.ipynb #ca6c0160
 def fwht(x: torch.Tensor, # (..., a·b) vectors to transform along the last dimension
          Ha: torch.Tensor, # hadamard(a)
          Hb: torch.Tensor, # hadamard(b)
@@ -35,6 +36,7 @@ def fwht(x: torch.Tensor, # (..., a·b) vectors to transform along the last dime
     X = x.reshape(*x.shape[:-1], Ha.shape[0], Hb.shape[0])
     return (Ha @ X @ Hb).reshape(x.shape)  # (H_a ⊗ H_b) vec(X) = vec(H_a X H_bᵀ), H symmetric
 
+# %% ../../nbs/peft/intrinsic_dimension.ipynb #c2117d79
 class FastfoodProjection(nn.Module):
     "A fixed random map P: R^d → R^D, P z = S H G Π H B [z; 0] (Fastfood), columns of norm ≈ 1."
     def __init__(self, d: int, # input dimension (the subspace)
@@ -58,6 +60,7 @@ class FastfoodProjection(nn.Module):
         x = fwht(self.G * x.index_select(-1, self.Pi), self.Ha, self.Hb)  # H G Π H B [z; 0]
         return self.scale * x[: self.D]  # S: the first D entries, normalised
 
+# %% ../../nbs/peft/intrinsic_dimension.ipynb #e77eb521
 class DenseProjection(nn.Module):
     "A fixed Gaussian map P: R^d → R^D with unit-norm columns (simple, but D·d numbers)."
     def __init__(self, d: int, # input dimension (the subspace)
@@ -127,6 +130,7 @@ class SubspaceModel(nn.Module):
     def extra_repr(self) -> str:
         return f"d={self.d}, D={self.D:,}, said={self.said}"
 
+# %% ../../nbs/peft/intrinsic_dimension.ipynb #2bf094c2
 def d90(ds: list[int], # the subspace sizes tried, increasing
         scores: list[float], # the score at each d (higher is better)
         full: float, # the reference score (full fine-tuning's, or a target shared by several models)
@@ -144,4 +148,3 @@ def d90(ds: list[int], # the subspace sizes tried, increasing
             lo, hi, s0 = math.log2(ds[k - 1]), math.log2(d), scores[k - 1]
             return float(2 ** (lo + (target - s0) / (s - s0) * (hi - lo)))  # log-linear between the two grid points
     return 2.0 * max(ds)
-
