@@ -23,6 +23,7 @@ def rank_threshold(n_examples: int, # N: training examples
         raise ValueError(f"n_examples and outputs must be positive ints, got {n_examples}, {outputs}")
     return math.floor((math.sqrt(8 * outputs * n_examples + 1) - 1) / 2) + 1
 
+# %% ../../nbs/peft/lora_ntk.ipynb #610ad40f
 def linearized_problem(n_examples: int, # N
                        shape: tuple[int, int], # (m, n): the adapted weight's shape
                        seed: int = 0, # fixes G and y
@@ -33,6 +34,7 @@ def linearized_problem(n_examples: int, # N
     y = torch.randn(n_examples, generator=g, dtype=torch.float64)
     return G, y
 
+# %% ../../nbs/peft/lora_ntk.ipynb #60cfc4f1
 def _residual(G, y, X):
     return torch.einsum("imn,mn->i", G, X) - y  # ⟨G_i, X⟩ − y_i
 
@@ -51,12 +53,14 @@ def convex_optimum(G: torch.Tensor, y: torch.Tensor, lam: float, iters: int = 30
     value = (_residual(G, y, X) ** 2).sum() + lam * torch.linalg.svdvals(X).sum()
     return float(value), X
 
+# %% ../../nbs/peft/lora_ntk.ipynb #cd7df362
 def lora_loss(G, y, A, B, lam):
     "L_r(A, B) = Σ(⟨G_i, BA⟩ − y_i)² + (λ/2)(‖A‖² + ‖B‖²); A, B may carry leading batch dimensions."
     X = B @ A
     r = torch.einsum("imn,...mn->...i", G, X) - y  # ⟨G_i, X⟩ − y_i for every i (and every run)
     return (r ** 2).sum(-1) + lam / 2 * (A.pow(2).sum((-1, -2)) + B.pow(2).sum((-1, -2)))
 
+# %% ../../nbs/peft/lora_ntk.ipynb #a9125db8
 def train_lora(G: torch.Tensor, # (N, m, n) features of one linearized problem
                y: torch.Tensor, # (N,) targets
                ranks: list[int], # LoRA ranks to train
