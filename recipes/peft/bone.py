@@ -44,6 +44,7 @@ def _unblock(blocks: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     "Inverse of `_blocks`."
     return blocks.permute(1, 2, 0, 3).reshape(shape)
 
+# %% ../../nbs/peft/bone.ipynb #684ae3b7
 class BoneLinear(AdapterLayer):
     "A frozen linear layer plus a block update shared along each block row: Bat W_ij(I+B_i)+B_i, or Bone W_:j + B^T."
     def __init__(self, base: nn.Module, # the nn.Linear (or transformers Conv1D) to adapt
@@ -88,6 +89,7 @@ class BoneLinear(AdapterLayer):
     def extra_repr(self) -> str:
         return f"r={self.r}, variant={self.variant!r}, merged={self.merged}"
 
+# %% ../../nbs/peft/bone.ipynb #fd2322c7
 @dataclass
 class BoneConfig(AdapterConfig):
     "Bone's options (and the shared targeting options), validated up front."
