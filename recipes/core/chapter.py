@@ -44,6 +44,8 @@ class OptimizerCase:
     reference_matrix_options: dict = field(default_factory=dict) # per-group options the reference needs on 2-D weights
     exact: bool = True # False: the rules agree only under the chapter's own equivalence settings (timed, not compared)
     contract: dict = field(default_factory=dict) # options for check_optimizer, e.g. more steps for a slow rule
+    elementwise: bool = False # a per-coordinate (or per-tensor) rule: its update must compile with no graph break
+    fused: bool = False # its arithmetic is torch's fused Adam/AdamW: fused=True must match its foreach path
 
     def __post_init__(self):
         _check_name("OptimizerCase", "cls", self.cls)
