@@ -80,6 +80,7 @@ class LoraGALinear(LoraLinear):
         for p, v in ((self.lora_A, A), (self.lora_B, B), (self.lora_A0, A), (self.lora_B0, B)):
             p.copy_(v.to(p.dtype))
 
+# %% ../../nbs/peft/lora_ga.ipynb #d2cd1374
 @dataclass
 class LoraGAConfig(LoraConfig):
     "LoRA's options plus how LoRA-GA turns the gradient's SVD into A and B."
@@ -128,6 +129,7 @@ def weight_gradients(model: nn.Module, # a model with adapters (they are bypasse
         raise ValueError("batches is empty: LoRA-GA needs at least one calibration batch")
     return {n: (s.T if m.fan_in_fan_out else s) / count for (n, m), s in zip(layers.items(), sums)}  # G = mean over batches
 
+# %% ../../nbs/peft/lora_ga.ipynb #23d194b0
 def init_lora_ga(model: nn.Module, # a model after apply_adapter(model, LoraGAConfig(...))
                  batches: Iterable, # calibration batches from the fine-tuning data
                  loss_fn: Callable, # loss_fn(model, batch) -> loss
