@@ -54,6 +54,7 @@ class FinetuneTask:
         scores = np.asarray(scores, dtype=float)
         return scores - self.base_score if self.higher_is_better else self.base_score - scores
 
+# %% ../../nbs/core/finetune.ipynb #8ad62c8c
 def shakespeare_task(block: int = 32, # tokens per training block
                      eval_blocks: int = 48, # held-out blocks, spread over the validation plays
                      batch_size: int = 8, # blocks per step
@@ -69,6 +70,7 @@ def shakespeare_task(block: int = 32, # tokens per training block
     return FinetuneTask("stdlib → Shakespeare", pretrained("tiny-lm"), train, lm_loss,
                         lambda m: mean_nll(m, val), "held-out loss (nats/token)", False, batch_size)
 
+# %% ../../nbs/core/finetune.ipynb #215852ee
 @lru_cache(maxsize=4)
 def _digits_base(hidden: tuple, seed: int) -> dict:
     from recipes.core.data import load_digits_split
@@ -87,6 +89,7 @@ def _digits_base(hidden: tuple, seed: int) -> dict:
             opt.step()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+# %% ../../nbs/core/finetune.ipynb #d208a8b0
 def digits_transfer_task(hidden: tuple = (64, 64), # the MLP's hidden widths
                          per_class: int | None = None, # training examples per new class (None: all ~144)
                          batch_size: int = 32, # examples per step
@@ -125,6 +128,7 @@ def full_finetuning(model: nn.Module, seed: int) -> nn.Module:
         p.requires_grad_(True)
     return model
 
+# %% ../../nbs/core/finetune.ipynb #a5a71f8b
 def dense_finetuning(config: AdapterConfig, # the adapter config whose target layers are unfrozen
                     ) -> Callable[[nn.Module, int], nn.Module]:
     "Reference: densely fine-tune the weights of exactly the layers `config` adapts; the rest stays frozen."
@@ -136,6 +140,7 @@ def dense_finetuning(config: AdapterConfig, # the adapter config whose target la
         return model
     return prepare
 
+# %% ../../nbs/core/finetune.ipynb #4278a32c
 def training_memory(model: nn.Module, # the model as it will be trained (adapters applied, requires_grad set)
                     loss_fn: Callable, # loss_fn(model, batch) -> loss
                     batch, # one training batch
@@ -158,6 +163,7 @@ def training_memory(model: nn.Module, # the model as it will be trained (adapter
            "activations": activations}
     return out | {"total": sum(out.values())}
 
+# %% ../../nbs/core/finetune.ipynb #650a6cd5
 @dataclass
 class FinetuneResult:
     "Per (learning rate, seed) outcomes of one method on one task."
@@ -177,6 +183,7 @@ class FinetuneResult:
         i = int(np.argmax(means) if self.higher_is_better else np.argmin(means))
         return i, self.score[i]
 
+# %% ../../nbs/core/finetune.ipynb #af91ae46
 def finetune_sweep(task: FinetuneTask, # the transfer task
                    prepare: Callable[[nn.Module, int], nn.Module], # prepare(copy of base, seed) -> model to train
                    lrs: list[float], # learning-rate grid (the same for every method being compared)
@@ -222,6 +229,7 @@ class PeftMethod:
     reference: bool = False # a reference (full or dense fine-tuning), not a PEFT method
     callbacks: Callable[[], list] | None = None # per-run fit callbacks, for methods that act during training
 
+# %% ../../nbs/core/finetune.ipynb #cbf3d9bd
 @dataclass(frozen=True)
 class ComparisonSetup:
     "What a chapter's `comparison_rows(setup)` may read to build its rows at the comparison's budget."
