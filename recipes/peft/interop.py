@@ -48,6 +48,7 @@ def _targets(value):
         return sorted(value)
     return value
 
+# %% ../../nbs/peft/interop.ipynb #c9524161
 def lora_config_from_peft(peft_config, # a peft.LoraConfig, or the dict of an adapter_config.json
                          ) -> LoraConfig:
     "Our LoraConfig from peft's: lora_alpha -> alpha, lora_dropout -> dropout, use_rslora folded into alpha."
@@ -77,6 +78,7 @@ def _lora_tensors(layer: LoraLinear) -> tuple[dict[str, torch.Tensor], int, floa
         A, B, r, alpha = torch.cat([A, layer.lora_A0]), torch.cat([B, -layer.lora_B0], 1), 2 * r, 2 * alpha
     return {"lora_A.weight": A.detach(), "lora_B.weight": B.detach()}, r, alpha
 
+# %% ../../nbs/peft/interop.ipynb #b953fbac
 def _peft_layout(layer: AdapterLayer) -> tuple[str, dict, dict[str, torch.Tensor]]:
     "(peft_type, the peft config fields of this layer, its tensors by peft's names), or raise if peft has no counterpart."
     if isinstance(layer, LoraLinear):
@@ -170,6 +172,7 @@ def _read_tensor(layer: AdapterLayer, tensors: dict[str, torch.Tensor]):
                 raise ValueError(f"{k}: peft's shape {tuple(tensors[k].shape)} differs from this layer's {tuple(p.shape)}")
             p.copy_(tensors[k])
 
+# %% ../../nbs/peft/interop.ipynb #c90622fd
 def load_peft(model: nn.Module, # a base model (the adapters are added) or one adapted with the same method
               folder: str | Path, # a folder written by peft's save_pretrained or by save_peft
              ) -> nn.Module:
