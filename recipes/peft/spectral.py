@@ -58,6 +58,7 @@ class SpectralLinear(AdapterLayer):
     def extra_repr(self) -> str:
         return f"r={self.r}, merged={self.merged}"
 
+# %% ../../nbs/peft/spectral.ipynb #a72df3a7
 @dataclass
 class SpectralConfig(AdapterConfig):
     "Options shared by the spectral methods (and the shared targeting options)."
@@ -81,6 +82,7 @@ def svft_pattern(n: int, # size of M (number of singular triplets)
     flat = torch.randperm(n * n)[:n * (2 * d + 1) - d * (d + 1)]  # as many entries as "banded", anywhere
     return flat // n, flat % n
 
+# %% ../../nbs/peft/spectral.ipynb #9638a6c4
 class SVFTLinear(SpectralLinear):
     "SVFT: ΔW = sigmoid(g) · U M Vᵀ with M sparse on a fixed pattern."
     def __init__(self, base: nn.Module, # the layer to adapt
@@ -104,6 +106,7 @@ class SVFTLinear(SpectralLinear):
         w = z.new_zeros(*z.shape[:-1], self.r).index_add(-1, self.svft_rows, z[..., self.svft_cols] * m)  # M Vᵀx
         return self.base(x) + w @ self.svd_U.T  # W0 x + U M Vᵀ x, never forming the d_out × d_in ΔW
 
+# %% ../../nbs/peft/spectral.ipynb #f9741f0b
 @dataclass
 class SVFTConfig(SpectralConfig):
     "SVFT's options: which entries of M train."
@@ -128,6 +131,7 @@ def cayley(q: torch.Tensor, # (r(r-1)/2,) the strictly upper-triangular entries 
     I = torch.eye(r, dtype=q.dtype, device=q.device)
     return torch.linalg.solve(I - Q, I + Q)  # R = (I − Q)⁻¹(I + Q), RᵀR = I
 
+# %% ../../nbs/peft/spectral.ipynb #0f7cf1bd
 class SpectralAdapterLinear(SpectralLinear):
     "Spectral Adapter: tune the top-r singular vectors additively (U_r + A_U, V_r + A_V) or by rotations."
     def __init__(self, base: nn.Module, # the layer to adapt
@@ -154,6 +158,7 @@ class SpectralAdapterLinear(SpectralLinear):
     def extra_repr(self) -> str:
         return f"r={self.r}, mode={self.mode}, merged={self.merged}"
 
+# %% ../../nbs/peft/spectral.ipynb #df34a225
 @dataclass
 class SpectralAdapterConfig(SpectralConfig):
     "Spectral Adapter's options: how many top singular vectors to tune, and how."
