@@ -52,6 +52,7 @@ class RosaLinear(SparseDelta, LoraLinear):
         h = F.linear(x, self._probed(self.weight + self.sparse_delta()), self.base.bias)  # (W0 + M ⊙ Δ) x + b
         return h + self.scaling * (self.dropout(x) @ self.lora_A.T @ self.lora_B.T)  # + (alpha/r) B A x
 
+# %% ../../nbs/peft/sparse_ft_rosa.ipynb #1d334bd2
 @dataclass
 class RosaConfig(LoraConfig):
     "RoSA's options: LoRA's (r, alpha, dropout) plus a sparse budget of sparse_r (d_in + d_out) entries per layer."
@@ -62,6 +63,7 @@ class RosaConfig(LoraConfig):
         super().validate()
         check_int("sparse_r", self.sparse_r, low=1)
 
+# %% ../../nbs/peft/sparse_ft_rosa.ipynb #1aeb055b
 def init_rosa(model: nn.Module, # a model after apply_adapter(model, RosaConfig(...))
               loss_fn, # loss_fn(model, batch) -> loss
               batches, # a few task batches for the Fisher score
@@ -70,6 +72,7 @@ def init_rosa(model: nn.Module, # a model after apply_adapter(model, RosaConfig(
     fisher = dense_gradients(model, loss_fn, batches, power=2)  # ∑_b (∂L_b/∂W)²
     return set_indices(model, {n: top_entries(fisher[n], m.k) for n, m in sparse_layers(model).items()})
 
+# %% ../../nbs/peft/sparse_ft_rosa.ipynb #24807314
 class GMT(Callback):
     "Gradient-Mask Tuning: after backward, keep only a fraction `keep` of each trainable tensor's gradient entries."
     def __init__(self,
