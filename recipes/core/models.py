@@ -30,6 +30,7 @@ class MLP(nn.Sequential):
             layers += [nn.Linear(a, b), act()]
         super().__init__(*layers, nn.Linear(dims[-1], d_out))
 
+# %% ../../nbs/core/models.ipynb #08151fc6
 class DigitsCNN(nn.Sequential):
     "A small CNN for 8×8 (or 28×28) single-channel images."
     def __init__(self,
@@ -66,6 +67,7 @@ def tiny_lm_config(vocab_size: int, # tokenizer vocabulary size
                        bos_token_id=special_token_id, eos_token_id=special_token_id,
                        pad_token_id=special_token_id)
 
+# %% ../../nbs/core/models.ipynb #5d573d05
 def tiny_lm(config) -> nn.Module:
     "A freshly initialised causal LM from a transformers config (seed first for a fixed init)."
     from transformers import AutoModelForCausalLM
@@ -74,6 +76,7 @@ def tiny_lm(config) -> nn.Module:
         model.tie_weights()
     return model
 
+# %% ../../nbs/core/models.ipynb #e3786fd8
 def count_parameters(model: nn.Module, # any module
                      trainable_only: bool = False, # count only parameters with requires_grad
                     ) -> int:
@@ -106,11 +109,13 @@ def sequence_nll(model: nn.Module, # a causal LM returning `.logits`
     total = (nll * m).sum(1)  # −Σ_t log p(y_t | y_<t) over scored tokens
     return total if reduction == "sum" else total / m.sum(1).clamp_min(1)
 
+# %% ../../nbs/core/models.ipynb #a09cea1f
 def lm_loss(model: nn.Module, batch) -> torch.Tensor:
     "The causal-LM training loss for `fit`: mean next-token NLL over a batch of token blocks."
     ids = batch["input_ids"] if isinstance(batch, dict) else (batch[0] if isinstance(batch, (list, tuple)) else batch)
     return sequence_nll(model, ids).mean()
 
+# %% ../../nbs/core/models.ipynb #5cb0b951
 @torch.no_grad()
 def mean_nll(model: nn.Module, # a causal LM
              blocks: torch.Tensor, # token blocks, shape (n, length)
