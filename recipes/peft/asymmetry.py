@@ -38,6 +38,7 @@ def random_orthonormal(rows: int, cols: int, generator: torch.Generator | None =
     q = q * torch.sign(torch.diagonal(r))  # a sign fix makes Q uniformly (Haar) distributed
     return (q if rows >= cols else q.T).to(**factory)
 
+# %% ../../nbs/peft/asymmetry.ipynb #2e50c34a
 class AsymmetricLoraLinear(LoraLinear):
     "LoRA with one factor frozen at a random orthonormal matrix: train B only (or A only)."
     def __init__(self, base: nn.Module, config: AsymmetricLoraConfig):
@@ -51,6 +52,7 @@ class AsymmetricLoraLinear(LoraLinear):
                 self.lora_B.requires_grad_(False)
                 self.lora_A.zero_()  # ΔW = B A = 0 at the start
 
+# %% ../../nbs/peft/asymmetry.ipynb #936e156f
 @dataclass
 class AsymmetricLoraConfig(LoraConfig):
     "LoRA's options plus which factor trains: 'both' (plain LoRA), 'B' (A frozen) or 'A' (B frozen)."

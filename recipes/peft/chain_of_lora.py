@@ -57,6 +57,7 @@ class ChainOfLoRA(Callback):
         opt.param_groups[0]["params"] = params
         self.links += 1
 
+# %% ../../nbs/peft/chain_of_lora.ipynb #b252248b
 def accumulated_update(model: nn.Module, # the fine-tuned model (adapters merged or not)
                        base: nn.Module, # the model before fine-tuning
                       ) -> dict[str, torch.Tensor]:
@@ -69,6 +70,7 @@ def accumulated_update(model: nn.Module, # the fine-tuned model (adapters merged
     return {n: (m.weight - before[n]).detach() for n, m in tuned.named_modules()
             if isinstance(m, nn.Linear) and n in before and not torch.equal(m.weight, before[n])}
 
+# %% ../../nbs/peft/chain_of_lora.ipynb #19f30561
 def numerical_rank(delta: torch.Tensor, rtol: float = 1e-3) -> int:
     "Number of singular values above `rtol` × the largest."
     s = torch.linalg.svdvals(delta.double())

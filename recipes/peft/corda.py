@@ -47,6 +47,7 @@ def damped_inverse(C: torch.Tensor, # (n, n) covariance
             return Cd, Cinv
         damp *= 2
 
+# %% ../../nbs/peft/corda.ipynb #08b32536
 class CordaLinear(LoraGALinear):
     "LoRA whose initial A, B hold r components of the SVD of W C; the frozen offset keeps the model unchanged."
     @torch.no_grad()
@@ -66,6 +67,7 @@ class CordaLinear(LoraGALinear):
         for p, v in ((self.lora_A, A), (self.lora_B, B), (self.lora_A0, A), (self.lora_B0, B)):
             p.copy_(v.to(p.dtype))
 
+# %% ../../nbs/peft/corda.ipynb #65124cac
 @dataclass
 class CordaConfig(LoraConfig):
     "LoRA's options plus CorDA's mode: which end of the context-oriented spectrum initialises the adapter."
@@ -109,6 +111,7 @@ def input_covariances(model: nn.Module, # a model with adapters (they are bypass
         raise ValueError(f"no calibration input reached {[n for n, c in calls.items() if not c][:3]} (is batches empty?)")
     return {n: sums[n] / calls[n] for n in layers}
 
+# %% ../../nbs/peft/corda.ipynb #77ff1ecf
 def init_corda(model: nn.Module, # a model after apply_adapter(model, CordaConfig(...))
                batches: Iterable, # calibration batches: knowledge to keep (kpm) or the new task (ipm)
                forward: Callable, # forward(model, batch), e.g. the task's loss_fn

@@ -63,6 +63,7 @@ class SSFLinear(AdapterLayer):
             self.base.bias = None
             self._created_bias = False
 
+# %% ../../nbs/peft/ssf.ipynb #2c52988c
 @dataclass
 class SSFConfig(AdapterConfig):
     "SSF's options (and the shared targeting options)."
