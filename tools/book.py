@@ -830,8 +830,10 @@ def exports_text(part: str | None) -> str:
     for module in dict.fromkeys(names.values()):
         attrs = sorted(a for a, mod in names.items() if mod == module)
         lines.append(f"from .{module.split('.')[-1]} import {', '.join(attrs)}")
-    lines.append("")
-    lines.append("__all__ = [" + ", ".join(f'"{a}"' for a in names) + "]")
+    lines += ["", "from ..core.chapter import document as _document", "",
+              "for _method in (" + ", ".join(names) + ("," if len(names) == 1 else "") + "):",
+              "    _document(_method)  # the parameter notes beside the code reach help()", "del _method", "",
+              "__all__ = [" + ", ".join(f'"{a}"' for a in names) + "]"]
     return "\n".join(lines) + "\n"
 
 

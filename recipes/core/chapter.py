@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 # %% auto #0
 __all__ = ['PARTS', 'ADAPTER_TEST_MODELS', 'KINDS', 'OptimizerCase', 'AdapterCase', 'Chapter', 'Declared', 'declared', 'Method',
-           'Methods', 'methods']
+           'Methods', 'methods', 'document']
 
 # %% ../../nbs/core/chapter.ipynb #391c69ac
 PARTS = {  # part -> caption, in the book's order
@@ -186,3 +186,52 @@ def methods(kind: str | None = None, # one of KINDS, or None for all
         rows += [Method("loss", n, f"{mod}:{n}", d.name) for n in ch.losses]
         rows += [Method("callback", n, f"{mod}:{n}", d.name) for n in ch.callbacks]
     return Methods(m for m in rows if kind in (None, m.kind))
+
+# %% ../../nbs/core/chapter.ipynb #1cd035b5
+import inspect, io, tokenize
+
+def _comments(source: str) -> dict[str, str]:
+    "name -> its comment, for lines that introduce a name (`name: ...`, `name=...`, `name,`) and end with `# note`."
+    notes, names, tokens = {}, {}, list(tokenize.generate_tokens(io.StringIO(source).readline))
+    for tok, nxt in zip(tokens, tokens[1:]):
+        if (tok.type == tokenize.NAME and tok.string != "self" and nxt.type == tokenize.OP
+                and nxt.string in (":", "=", ",", ")") and tok.start[0] not in names):
+            names[tok.start[0]] = tok.string
+        elif tok.type == tokenize.COMMENT and tok.start[0] in names:
+            notes.setdefault(names[tok.start[0]], tok.string.lstrip("#").strip())
+    return notes
+
+def _signature_source(fn) -> str:
+    "The source of a function's signature only (up to the colon that opens its body)."
+    depth, out = 0, []
+    for line in inspect.getsource(fn).splitlines(keepends=True):
+        out.append(line)
+        depth += line.count("(") - line.count(")")
+        if depth <= 0 and line.rstrip().endswith(":") and "def " in "".join(out):
+            break
+    return inspect.cleandoc("".join(out)) if out else ""
+
+def document(obj) -> object:
+    "Copy the docments of `obj`'s parameters into the docstring `help()` shows; returns `obj`."
+    import dataclasses
+    try:
+        if dataclasses.is_dataclass(obj):
+            notes = {}
+            for base in reversed(obj.__mro__[:-1]):
+                if dataclasses.is_dataclass(base):
+                    notes |= _comments(inspect.cleandoc(inspect.getsource(base)))
+            target, names = obj, [f.name for f in dataclasses.fields(obj)]
+        else:
+            fn = obj.__init__ if inspect.isclass(obj) else obj
+            if inspect.isclass(obj) and "__init__" not in vars(obj):
+                return obj
+            notes = _comments(_signature_source(fn))
+            target, names = fn, list(inspect.signature(fn).parameters)
+    except (OSError, TypeError):  # no source (a C extension, an interactive definition)
+        return obj
+    lines = [f"    {n}: {notes[n]}" for n in names if n in notes and n != "self"]
+    doc = target.__doc__ or ""
+    if lines and "Parameters:" not in doc:
+        own = doc if (inspect.isclass(obj) and target is obj) or not inspect.isclass(obj) else ""
+        target.__doc__ = (own.rstrip() + "\n\n" if own.strip() else "") + "Parameters:\n" + "\n".join(lines)
+    return obj
