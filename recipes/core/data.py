@@ -141,6 +141,7 @@ class Task:
     split: Split
     classes: tuple[int, ...]
 
+# %% ../../nbs/core/data.ipynb #55c30b30
 def class_incremental_tasks(split: Split, # the data to divide
                             classes_per_task: int | list[list[int]] = 2, # a group size, or explicit class groups
                            ) -> list[Task]:
@@ -162,6 +163,7 @@ def class_incremental_tasks(split: Split, # the data to divide
         tasks.append(Task(f"classes {g}", Split(split.x_train[tr], split.y_train[tr], split.x_test[te], split.y_test[te]), tuple(g)))
     return tasks
 
+# %% ../../nbs/core/data.ipynb #27d649b4
 def permuted_tasks(split: Split, # the data to permute; features are flattened
                    n_tasks: int = 3, # number of tasks; task 0 keeps the identity permutation
                    seed: int = 0, # seed of the permutations
@@ -199,6 +201,7 @@ def teacher_student(n_train: int = 512, # training examples
     y_train = y[:n_train] + noise * torch.randn(n_train, d_out, generator=g)
     return Split(x[:n_train], y_train, x[n_train:], y[n_train:])
 
+# %% ../../nbs/core/data.ipynb #5718e562
 def modular_arithmetic(p: int = 97, # the prime modulus
                        op: str = "+", # one of "+", "-", "*", "/"
                        train_frac: float = 0.5, # fraction of all p*p pairs used for training
@@ -218,6 +221,7 @@ def modular_arithmetic(p: int = 97, # the prime modulus
     x = torch.stack([a, b], 1)
     return Split(x[perm[:n]], y[perm[:n]], x[perm[n:]], y[perm[n:]])
 
+# %% ../../nbs/core/data.ipynb #b8b07989
 def gaussian_mixture(n_train: int = 1000, n_test: int = 1000,
                      k: int = 4, # number of classes (one Gaussian each)
                      dim: int = 2, # input dimension
