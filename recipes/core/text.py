@@ -21,12 +21,14 @@ __all__ = ['EOT', 'stdlib_corpus', 'shakespeare_corpus', 'train_tokenizer', 'pac
 # %% ../../nbs/core/text.ipynb #c76c81ff
 EOT = "<|endoftext|>"  # the only special token: document separator, BOS, EOS and padding at once
 
+# %% ../../nbs/core/text.ipynb #ec80f5f1
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "turtledemo"}
 
 def _stable_fraction(name: str) -> float:
     "A number in [0, 1) fixed by `name` alone, for machine-independent document splits."
     return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) / 16**8
 
+# %% ../../nbs/core/text.ipynb #f527fb64
 def stdlib_corpus(split: str = "all", # "train", "val" or "all": a fixed split by file name
                   val_fraction: float = 0.1, # fraction of files held out for validation
                   max_chars: int | None = None, # stop after this many characters (in a fixed order)
@@ -118,6 +120,7 @@ def _token_stream(texts: list[str], tokenizer) -> np.ndarray:
     os.replace(tmp, path)  # atomic, so parallel workers never read half a file
     return flat
 
+# %% ../../nbs/core/text.ipynb #7e25332d
 def pack_blocks(texts: list[str], # documents
                 tokenizer, # a tokenizer with an `eos_token_id`
                 block_size: int = 128, # tokens per block
