@@ -38,6 +38,7 @@ class ZooEntry:
     tokenizer: Callable[[dict], object] | None = None # config -> tokenizer, for language models
     train_seconds: float = 0.0 # about how long training takes on one core (what `make test` charges on a cold cache)
 
+# %% ../../nbs/core/zoo.ipynb #98aada53
 ZOO: dict[str, ZooEntry] = {}
 
 def register(entry: ZooEntry) -> ZooEntry:
@@ -47,6 +48,7 @@ def register(entry: ZooEntry) -> ZooEntry:
     ZOO[entry.name] = entry
     return entry
 
+# %% ../../nbs/core/zoo.ipynb #0e50b129
 def _entry(name: str) -> ZooEntry:
     if name not in ZOO:
         raise ValueError(f"unknown zoo model {name!r}; available: {sorted(ZOO)}")
@@ -66,6 +68,7 @@ def _load(e: ZooEntry, path: Path) -> nn.Module:
     load_model(model, path)  # strict: every tensor must match the freshly built model
     return model.eval()
 
+# %% ../../nbs/core/zoo.ipynb #c6355a18
 def _train_and_save(e: ZooEntry, path: Path, progress: bool):
     print(f"zoo: training {e.name!r} once; it will be cached at {path}")
     seed_everything(e.config.get("seed", 0))
@@ -82,6 +85,7 @@ def _train_and_save(e: ZooEntry, path: Path, progress: bool):
         if os.path.exists(tmp):
             os.remove(tmp)
 
+# %% ../../nbs/core/zoo.ipynb #1670fab3
 def pretrained(name: str, # a zoo entry, e.g. "tiny-lm"
                progress: bool = True, # show training progress if it has to train
               ) -> nn.Module:
@@ -98,6 +102,7 @@ def pretrained(name: str, # a zoo entry, e.g. "tiny-lm"
         _train_and_save(e, path, progress)
         return _load(e, path)
 
+# %% ../../nbs/core/zoo.ipynb #b310c08f
 def pretrained_info(name: str) -> dict:
     "The metrics recorded when zoo model `name` was trained (loads nothing but the header)."
     path = weights_path(name)
@@ -110,6 +115,7 @@ def pretrained_info(name: str) -> dict:
         raise RuntimeError(f"the cached weights of {name!r} at {path} cannot be read ({type(err).__name__}: {err}); "
                            f"pretrained({name!r}) deletes and rebuilds them") from err
 
+# %% ../../nbs/core/zoo.ipynb #2c355dd2
 def pretrained_tokenizer(name: str):
     "The tokenizer that goes with zoo language model `name`."
     e = _entry(name)
@@ -123,11 +129,13 @@ def _tiny_lm_tokenizer(cfg: dict):
     from recipes.core.text import stdlib_corpus, train_tokenizer
     return train_tokenizer(stdlib_corpus("train", max_chars=cfg["corpus_chars"]), cfg["vocab_size"], name="stdlib")
 
+# %% ../../nbs/core/zoo.ipynb #4d715bc8
 def _tiny_lm_build(cfg: dict) -> nn.Module:
     from recipes.core.models import tiny_lm, tiny_lm_config
     return tiny_lm(tiny_lm_config(cfg["vocab_size"], special_token_id=0, width=cfg["width"], layers=cfg["layers"],
                                   heads=cfg["heads"], ff=cfg["ff"], context=cfg["context"]))
 
+# %% ../../nbs/core/zoo.ipynb #0fdb091a
 def _tiny_lm_train(model: nn.Module, cfg: dict) -> dict:
     from recipes.core.models import lm_loss, mean_nll
     from recipes.core.text import pack_blocks, stdlib_corpus
@@ -148,6 +156,7 @@ def _tiny_lm_train(model: nn.Module, cfg: dict) -> dict:
     return {"train_tokens": total * cfg["batch_size"] * cfg["context"], "final_train_loss": float(hist["loss"][-20:].mean()),
             "val_loss": mean_nll(model, val)}
 
+# %% ../../nbs/core/zoo.ipynb #9e24b0d4
 TINY_LM = register(ZooEntry(
     name="tiny-lm",
     description="4-layer, 128-wide Llama (tied embeddings) pretrained on Python's stdlib with a 4k BPE",
