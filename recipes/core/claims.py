@@ -148,10 +148,12 @@ def badge(verdict: str) -> str:
     return (f'<span style="background:{BADGE_COLOURS[verdict]};color:#fff;border-radius:3px;padding:0 5px;'
             f'font-size:85%;font-weight:600;white-space:nowrap">{verdict}</span>')
 
+# %% ../../nbs/core/claims.ipynb #68c7d105
 def format_margin(comparator: str, margin: float, log_ratio: bool = False) -> str:
     "The margin in the claim's own units: '> -0.01', or '< 1.1×' for a log ratio."
     return f"{comparator} {math.exp(margin):.3g}×" if log_ratio else f"{comparator} {margin:.3g}"
 
+# %% ../../nbs/core/claims.ipynb #ecef0525
 def format_effect(mean: float, ci_low: float, ci_high: float, log_ratio: bool = False) -> str:
     "Mean and interval in the claim's units: '+0.012 [+0.004, +0.020]', or '1.08× [1.02×, 1.15×]'."
     if log_ratio:
@@ -229,6 +231,7 @@ def record(result: ClaimResult) -> Path | None:
     path.write_text(json.dumps({"claims": [r.to_dict() for r in RECORDED.values()]}, indent=1, ensure_ascii=False))
     return path
 
+# %% ../../nbs/core/claims.ipynb #a5de2e23
 def verify(claim: Claim, # the pre-registered claim
            method: list[float], # per-seed values for the method
            baseline: list[float] | None = None, # per-seed values for the baseline, same seed order
