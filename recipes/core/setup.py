@@ -85,6 +85,7 @@ def get_device() -> torch.device:
     "The device a single-process run should use: CUDA if present, else CPU."
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
+# %% ../../nbs/core/setup.ipynb #d67555ee
 def cache_dir(*parts: str, # sub-folders under the cache root
              ) -> Path:
     "The book's cache folder (`$RECIPES_CACHE`, default `~/.cache/recipes`), created on demand."
@@ -93,6 +94,7 @@ def cache_dir(*parts: str, # sub-folders under the cache root
     path.mkdir(parents=True, exist_ok=True)
     return path
 
+# %% ../../nbs/core/setup.ipynb #fc386a9e
 def config_hash(config: dict, # JSON-serialisable settings that determine an artifact
                 n: int = 12, # hex digits to keep
                ) -> str:
