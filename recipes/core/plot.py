@@ -25,6 +25,7 @@ def use_house_style():
         "axes.labelsize": 10, "legend.frameon": False, "legend.fontsize": 9, "lines.linewidth": 1.8,
     })
 
+# %% ../../nbs/core/plot.ipynb #c25be93a
 def band(ax, # the axes to draw on
          x, # shape (T,)
          ys, # shape (seeds, T): one curve per seed
@@ -42,6 +43,7 @@ def band(ax, # the axes to draw on
     ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, linewidth=0)
     return line
 
+# %% ../../nbs/core/plot.ipynb #6ff6032e
 def sweep(ax, # the axes to draw on
           lrs, # learning rates, shape (L,)
           scores: dict, # method name -> array (seeds, L) of the metric at each learning rate
