@@ -38,7 +38,7 @@ def test_fingerprint_changes_with_a_dependency(sandbox):
     assert book.fingerprint("regularization/elr", {}) == untouched, "a chapter that doesn't import it must be skipped"
 
 
-SPEC = dict(paper="Early-Learning Regularization Prevents Memorization of Noisy Labels", statement="A | beats *B*",
+SPEC = dict(paper="LoRA: Low-Rank Adaptation of Large Language Models", statement="A | beats *B*",
             metric="accuracy", method="A", baseline="B", comparator=">", margin=0.0, margin_source="paper: 'beats'",
             mechanism=False, log_ratio=False, confidence=0.95, seeds=[0, 1])
 
