@@ -25,7 +25,7 @@ __chapter__ = Chapter(
 
 # %% auto #0
 __all__ = ['GENRES', 'load_minilm', 'minilm_pooling', 'mean_pool', 'run_layers', 'MiniLMClassifier', 'play_genre', 'speeches',
-           'genre_speeches', 'genre_task', 'with_head']
+           'genre_speeches', 'genre_task', 'with_head', 'frozen_embeddings', 'probe_task']
 
 # %% ../../nbs/peft/pretrained_encoder.ipynb #fbb12c73
 @lru_cache(maxsize=1)
@@ -208,3 +208,39 @@ def with_head(prepare=None, # prepare(model, seed) -> model (an adapter or a den
         model.head.requires_grad_(True)  # the new head always trains
         return model
     return run
+
+# %% ../../nbs/peft/pretrained_encoder.ipynb #40352ef2
+@torch.no_grad()
+def frozen_embeddings(task: FinetuneTask, # a task from genre_task
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Sentence embeddings e (N, d) of the task's training and test speeches under the frozen base, in eval mode."
+    cached = getattr(task, "_frozen_embeddings", None)
+    if cached is None:
+        if not hasattr(task, "test_data") or not isinstance(task.base, MiniLMClassifier):
+            raise TypeError(f"task must come from genre_task (a MiniLMClassifier base with test_data), got {task.name!r}")
+        was = task.base.training
+        task.base.eval()  # no dropout: the frozen encoder as a probe sees it
+        cached = tuple(task.base.embed(*d.tensors[:2]) for d in (task.train_data, task.test_data))
+        task.base.train(was)
+        task._frozen_embeddings = cached
+    return cached
+
+def probe_task(task: FinetuneTask, # a task from genre_task
+              ) -> FinetuneTask:
+    "The head-only reference as a task of its own: the base's head trained on the frozen encoder's cached embeddings."
+    train_e, test_e = frozen_embeddings(task)
+    y_train, y_test = task.train_data.tensors[2], task.test_data.tensors[2]
+
+    def loss_fn(model, batch):
+        return F.cross_entropy(model(batch[0]), batch[1])  # the head W_c e + b_c on cached e
+
+    @torch.no_grad()
+    def accuracy(model):
+        device = next(model.parameters()).device
+        return (model(test_e.to(device)).argmax(-1).cpu() == y_test).float().mean().item()
+
+    probe = FinetuneTask(f"{task.name}, cached embeddings", copy.deepcopy(task.base.head),
+                         torch.utils.data.TensorDataset(train_e, y_train), loss_fn, accuracy, task.metric, True,
+                         task.batch_size)
+    probe.test_data = torch.utils.data.TensorDataset(test_e, y_test)
+    return probe
