@@ -46,6 +46,7 @@ class OptimizerCase:
     contract: dict = field(default_factory=dict) # options for check_optimizer, e.g. more steps for a slow rule
     elementwise: bool = False # a per-coordinate (or per-tensor) rule: its update must compile with no graph break
     fused: bool = False # its arithmetic is torch's fused Adam/AdamW: fused=True must match its foreach path
+    bench_skip: str = "" # why `make bench` leaves this row out by default (name it on the command line to time it)
 
     def __post_init__(self):
         _check_name("OptimizerCase", "cls", self.cls)

@@ -11,6 +11,14 @@ from numbers import Real
 import torch
 from torch import nn
 
+from .chapter import Chapter
+__chapter__ = Chapter(
+    part="core",
+    order=6,
+    builds_on=("core/data", "core/models", "core/train", "optim/adam"),
+    bases=("Optimizer",),
+)
+
 # %% auto #0
 __all__ = ['check_range', 'check_betas', 'new_step', 'step_count', 'foreach_addcdiv_', 'warn_fp16_eps', 'Optimizer',
            'optimizer_state_bytes', 'check_optimizer', 'reference_gap', 'Sweep', 'lr_sweep']

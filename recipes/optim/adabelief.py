@@ -9,6 +9,17 @@ import torch
 
 from .adam import Adam
 
+from ..core.chapter import Chapter, OptimizerCase
+__chapter__ = Chapter(
+    part="optim",
+    order=2,
+    papers=(282,),
+    builds_on=("core/optim", "optim/adam"),
+    optimizers=(
+        OptimizerCase("AdaBelief", "AdaBelief", dict(lr=0.05), reference="pytorch_optimizer:AdaBelief", reference_kwargs=dict(rectify=False), family="adam", elementwise=True),
+    ),
+)
+
 # %% auto #0
 __all__ = ['AdaBelief']
 

@@ -10,6 +10,18 @@ import torch
 from ..core.optim import check_range, step_count
 from .adam import Adam, AMSGrad
 
+from ..core.chapter import Chapter, OptimizerCase
+__chapter__ = Chapter(
+    part="optim",
+    order=3,
+    papers=(284,),
+    builds_on=("core/data", "core/models", "core/optim", "core/train", "optim/adam"),
+    optimizers=(
+        OptimizerCase("AdaBound", "AdaBound", dict(lr=0.05), reference="pytorch_optimizer:AdaBound", reference_kwargs=dict(weight_decouple=False), family="adam", elementwise=True),
+        OptimizerCase("AMSBound", "AMSBound", dict(lr=0.05), reference="pytorch_optimizer:AdaBound", reference_kwargs=dict(weight_decouple=False, ams_bound=True), family="adam", elementwise=True),
+    ),
+)
+
 # %% auto #0
 __all__ = ['AdaBound', 'AMSBound']
 

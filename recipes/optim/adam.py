@@ -9,6 +9,20 @@ import torch
 
 from ..core.optim import Optimizer, foreach_addcdiv_, new_step, step_count
 
+from ..core.chapter import Chapter, OptimizerCase
+__chapter__ = Chapter(
+    part="optim",
+    order=1,
+    papers=(114, 125),
+    builds_on=("core/optim",),
+    optimizers=(
+        OptimizerCase("Adam", "Adam", dict(lr=0.05), reference="torch.optim:Adam", family="adam", elementwise=True, fused=True),
+        OptimizerCase("AdamW", "Adam", dict(lr=0.05, weight_decay=0.01, decoupled=True), reference="torch.optim:AdamW", reference_kwargs=dict(weight_decay=0.01), family="adam", elementwise=True, fused=True),
+        OptimizerCase("AMSGrad", "AMSGrad", dict(lr=0.05), reference="torch.optim:Adam", reference_kwargs=dict(amsgrad=True), family="adam", elementwise=True, fused=True),
+        OptimizerCase("OptimisticAMSGrad", "OptimisticAMSGrad", dict(lr=0.05), family="adam", elementwise=True),
+    ),
+)
+
 # %% auto #0
 __all__ = ['Adam', 'AMSGrad', 'OptimisticAMSGrad']
 

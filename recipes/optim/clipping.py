@@ -10,6 +10,15 @@ from torch import nn
 
 from ..core.train import Callback
 
+from ..core.chapter import Chapter
+__chapter__ = Chapter(
+    part="optim",
+    order=12,
+    papers=(107,),
+    builds_on=("core/data", "core/finetune", "core/models", "core/train"),
+    callbacks=("ComponentClip", "EnsembleClip"),
+)
+
 # %% auto #0
 __all__ = ['clip_components_', 'ComponentClip', 'clip_ensemble_', 'EnsembleClip']
 

@@ -9,6 +9,17 @@ import torch
 
 from ..core.optim import Optimizer, check_range, new_step, step_count
 
+from ..core.chapter import Chapter, OptimizerCase
+__chapter__ = Chapter(
+    part="optim",
+    order=5,
+    papers=(112,),
+    builds_on=("core/data", "core/models", "core/optim", "core/train", "optim/adam"),
+    optimizers=(
+        OptimizerCase("Gravity", "Gravity", dict(lr=2.0, alpha=0.0), reference="pytorch_optimizer:Gravity", reference_kwargs=dict(alpha=0.0), contract=dict(steps=500), elementwise=True),
+    ),
+)
+
 # %% auto #0
 __all__ = ['Gravity']
 

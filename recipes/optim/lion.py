@@ -9,6 +9,17 @@ import torch
 
 from ..core.optim import Optimizer, new_step
 
+from ..core.chapter import Chapter, OptimizerCase
+__chapter__ = Chapter(
+    part="optim",
+    order=4,
+    papers=(121,),
+    builds_on=("core/models", "core/optim", "optim/adam", "optim/schedules"),
+    optimizers=(
+        OptimizerCase("Lion", "Lion", dict(lr=0.01), reference="lion_pytorch:Lion", elementwise=True),
+    ),
+)
+
 # %% auto #0
 __all__ = ['Lion']
 

@@ -10,6 +10,22 @@ import torch
 
 from ..core.optim import Optimizer, check_range
 
+from ..core.chapter import Chapter, OptimizerCase
+__chapter__ = Chapter(
+    part="optim",
+    order=6,
+    papers=(103, 176, 301, 142),
+    builds_on=("core/data", "core/models", "core/optim", "core/train", "optim/adam"),
+    optimizers=(
+        OptimizerCase("DAdaptSGD", "DAdaptSGD", dict(momentum=0.9), reference="dadaptation:DAdaptSGD", reference_kwargs=dict(momentum=0.9), exact=False),
+        OptimizerCase("DAdaptAdam", "DAdaptAdam", dict(lr=1.0), reference="dadaptation:DAdaptAdam"),
+        OptimizerCase("DoG", "DoG"),
+        OptimizerCase("U-DoG", "UDoG"),
+        OptimizerCase("AdaGradNorm", "AdaGradNorm"),
+    ),
+    bases=("ScalarStepSGD",),
+)
+
 # %% auto #0
 __all__ = ['group_sq_norm', 'group_distance', 'DAdaptSGD', 'DAdaptAdam', 'ScalarStepSGD', 'AdaGradNorm', 'DoG', 'UDoG']
 

@@ -8,6 +8,17 @@ import torch
 
 from ..core.optim import Optimizer, check_range
 
+from ..core.chapter import Chapter, OptimizerCase
+__chapter__ = Chapter(
+    part="optim",
+    order=13,
+    papers=(201,),
+    builds_on=("core/optim", "core/train"),
+    optimizers=(
+        OptimizerCase("ProximalSGD", "ProximalSGD", dict(lr=0.1, l1=0.001), elementwise=True),
+    ),
+)
+
 # %% auto #0
 __all__ = ['soft_threshold', 'ProximalSGD']
 

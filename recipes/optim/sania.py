@@ -11,6 +11,17 @@ import torch
 
 from ..core.optim import Optimizer, check_range
 
+from ..core.chapter import Chapter, OptimizerCase
+__chapter__ = Chapter(
+    part="optim",
+    order=7,
+    papers=(96,),
+    builds_on=("core/optim", "optim/adam"),
+    optimizers=(
+        OptimizerCase("SANIA", "SANIA"),
+    ),
+)
+
 # %% auto #0
 __all__ = ['PRECONDITIONERS', 'MODELS', 'polyak_step_size', 'SANIA']
 

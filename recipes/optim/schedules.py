@@ -16,6 +16,15 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from ..core.optim import check_range
 
+from ..core.chapter import Chapter
+__chapter__ = Chapter(
+    part="optim",
+    order=10,
+    papers=(61, 324, 93),
+    builds_on=("core/models", "core/optim", "core/train"),
+    callbacks=("Snapshot",),
+)
+
 # %% auto #0
 __all__ = ['DECAY_SHAPES', 'WarmupStableDecay', 'WarmupCosine', 'Constant', 'lr_trace', 'annealing_areas', 'AnnealingLaw',
            'fit_annealing_law', 'convex_bound_terms', 'convex_bound', 'bound_optimal_lr', 'BoundModel',

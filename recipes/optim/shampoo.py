@@ -10,6 +10,17 @@ import torch
 
 from ..core.optim import Optimizer, check_range
 
+from ..core.chapter import Chapter, OptimizerCase
+__chapter__ = Chapter(
+    part="optim",
+    order=8,
+    papers=(271,),
+    builds_on=("core/optim", "core/train", "optim/adam"),
+    optimizers=(
+        OptimizerCase("Shampoo", "Shampoo", dict(lr=0.3, eps=0.0001), reference="pytorch_optimizer:Shampoo", reference_kwargs=dict(matrix_eps=0.0001), exact=False, bench_skip="an eigendecomposition of every Kronecker factor at every step (update_freq=1): about 30 s per step on the tiny LM's 4096-row embedding"),
+    ),
+)
+
 # %% auto #0
 __all__ = ['GRAFTS', 'inverse_root', 'Shampoo']
 

@@ -11,6 +11,15 @@ import math
 import torch
 from torch import nn
 
+from ..core.chapter import Chapter
+__chapter__ = Chapter(
+    part="optim",
+    order=14,
+    papers=(313,),
+    builds_on=("core/models", "core/text", "core/train", "core/zoo"),
+    losses=("z_loss",),
+)
+
 # %% auto #0
 __all__ = ['z_loss', 'HeadLayerNorm', 'add_qk_layernorm', 'attention_logits', 'max_attention_logit']
 

@@ -15,6 +15,18 @@ from torch import nn
 from ..core.optim import Optimizer, check_range
 from .adam import Adam
 
+from ..core.chapter import Chapter, OptimizerCase
+__chapter__ = Chapter(
+    part="optim",
+    order=11,
+    papers=(134, 248),
+    builds_on=("core/data", "core/finetune", "core/models", "core/optim", "core/train", "core/zoo", "optim/adam"),
+    optimizers=(
+        OptimizerCase("MeZO", "MeZO", dict(lr=0.005), contract=dict(forward_only=True)),
+        OptimizerCase("ZOAdam", "ZOAdam", dict(lr=0.03), contract=dict(forward_only=True)),
+    ),
+)
+
 # %% auto #0
 __all__ = ['MeZO', 'ZOAdam', 'sensitive_masks', 'mezo_ensemble', 'peak_rss_growth']
 
