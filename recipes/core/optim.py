@@ -202,6 +202,7 @@ def _quadratic(n: int = 20, seed: int = 0):
     x = nn.Parameter(torch.randn(n, generator=g))
     return x, (lambda: 0.5 * (h * x * x).sum())
 
+# %% ../../nbs/core/optim.ipynb #63583085
 def _mlp_task(seed: int = 0):
     "A 2-layer MLP and a fixed regression batch."
     g = torch.Generator().manual_seed(seed)
@@ -211,6 +212,7 @@ def _mlp_task(seed: int = 0):
     y = x[:, :2] @ torch.tensor([[1.0], [-0.5]])  # a target the MLP fits quickly
     return model, (lambda: nn.functional.mse_loss(model(x), y))
 
+# %% ../../nbs/core/optim.ipynb #36a94bfe
 def _closure(opt, loss_fn):
     def closure(backward: bool = True):
         if not backward:
@@ -229,6 +231,7 @@ def _run(make, params, loss_fn, steps):
         losses.append(float(loss_fn().detach()))
     return opt, losses
 
+# %% ../../nbs/core/optim.ipynb #d7a3c090
 def check_optimizer(make: Callable[[list], torch.optim.Optimizer], # make(params) -> optimizer, fixed hyperparameters
                     steps: int = 100, # steps for the loss-falls checks
                     shrink: float = 0.5, # the final loss must be below `shrink` x the initial loss
@@ -371,6 +374,7 @@ class Sweep:
         i = int(np.argmax(means) if higher_is_better else np.argmin(means))
         return i, (values[i] if values.ndim == 2 else values[i, :, -1])
 
+# %% ../../nbs/core/optim.ipynb #edd44b5c
 def lr_sweep(make_optimizer: Callable[[list], torch.optim.Optimizer], # make_optimizer(param_groups) -> optimizer; each group carries its lr
              lrs: Iterable[float], # learning rates to try
              seeds: Iterable[int], # initialization and batch-order seeds
