@@ -161,3 +161,11 @@ def test_coverage_comes_from_the_declarations():
     page = book.coverage_page(book.records(), book._claims_module())
     lora = next(line for line in page.splitlines() if line.startswith("| [LoRA: Low-Rank Adaptation"))
     assert "peft/interop" in lora and "peft/lora" in lora, "every chapter that declares a paper is listed beside it"
+
+
+def test_benchmarks_page_has_the_fused_columns():
+    book.benchmarks_page()
+    page = (book.BOOK / "benchmarks.md").read_text()
+    if "No measurements yet" in page:
+        pytest.skip("no bench.json in this checkout")
+    assert "| Fused (ms) | Compiled (ms) | Compile (s) | Fused AdamW (ms) |" in page
