@@ -55,6 +55,7 @@ def column_major(P: torch.Tensor) -> torch.Tensor:
     "P with Pᵀ contiguous in memory: G P and N Pᵀ with a thin P are then several times faster on a CPU."
     return P.T.contiguous().T
 
+# %% ../../nbs/optim/low_rank.ipynb #9fb8f992
 class Projector:
     "A rank-r subspace of 2-D gradients: choose a basis, project, unproject; the basis lives in the state."
     key = "P"  # the state entry holding the basis
@@ -94,6 +95,7 @@ class Projector:
         P = self.matrix(state, shape, low)
         return low @ P.T if self.right(shape) else P @ low
 
+# %% ../../nbs/optim/low_rank.ipynb #4ec92a0c
 class SVDProjector(Projector):
     "GaLore's choice: the top-r singular vectors of the gradient (one SVD per refresh)."
     def basis(self, grad):
@@ -101,12 +103,14 @@ class SVDProjector(Projector):
         P = Vh[:self.rank].T if self.right(grad.shape) else U[:, :self.rank]  # top-r right (left) singular vectors
         return column_major(P.to(grad.dtype))
 
+# %% ../../nbs/optim/low_rank.ipynb #740f99fe
 class RandomProjector(Projector):
     "A random orthonormal basis (QR of a Gaussian matrix from torch's global generator), blind to the gradient."
     def basis(self, grad):
         Q, _ = torch.linalg.qr(torch.randn(min(grad.shape), self.rank, device=grad.device))
         return column_major(Q.to(grad.dtype))
 
+# %% ../../nbs/optim/low_rank.ipynb #c4b4ce38
 class DCTProjector(Projector):
     "SVD-free: the r columns of the fixed DCT basis best aligned with G; only their indices are stored."
     key = "idx"
@@ -224,6 +228,7 @@ class GaLore(Adam):
         "GaLore's step: α N Pᵀ (or α P N), which lies in the subspace."
         return proj.unproject(group["scale"] * n, state, g.shape)  # α scales the small N, not the full-size step
 
+# %% ../../nbs/optim/low_rank.ipynb #d5235002
 class DCTAdam(GaLore):
     "SVD-free low-rank Adam: GaLore whose subspace is r columns of the DCT basis, chosen by alignment with G."
     default_projection = "dct"
@@ -237,6 +242,7 @@ class Frugal(GaLore):
         residual = g - proj.unproject(r, state, g.shape)  # G − R Pᵀ: what the subspace misses
         return super().direction(group, proj, g, r, n, state) + residual.sign()  # α N Pᵀ + sign(G − R Pᵀ)
 
+# %% ../../nbs/optim/low_rank.ipynb #a358b29b
 class Fira(GaLore):
     "Fira: GaLore plus the gradient's residual, scaled by Adam's row-wise gain φ, with a norm-growth limiter γ."
     extra_defaults = {"gamma": 1.01}  # γ: the scaled residual's norm may grow at most this factor per step
@@ -277,6 +283,7 @@ class SubsetNormAdam(Adam):
         torch._foreach_lerp_(v, sq, 1 - beta2)  # v_i ← β2 v_i + (1 − β2) ‖G_i‖²
         return v
 
+# %% ../../nbs/optim/low_rank.ipynb #3e1a879d
 class SNSM(GaLore):
     "Subset-Norm + Subspace-Momentum: momentum of R only, SGD on the residual, one second moment per row."
     def init_state(self, p, group):
