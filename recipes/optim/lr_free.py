@@ -170,6 +170,7 @@ class ScalarStepSGD(Optimizer):
         group["eta"] = self.numerator(group, params, states) / group["grad_sum"].sqrt()  # η_t = numerator_t / √G_t
         torch._foreach_add_(params, grads, alpha=-float(group["eta"]))  # x_{t+1} = x_t − η_t g_t
 
+# %% ../../nbs/optim/lr_free.ipynb #891b9c39
 class AdaGradNorm(ScalarStepSGD):
     "SGD with the AdaGrad-Norm step size η / √(b₀² + Σ_{s≤t}‖g_s‖²), one scalar per group."
     def __init__(self,
@@ -191,6 +192,7 @@ class AdaGradNorm(ScalarStepSGD):
     def numerator(self, group, params, states):
         return torch.tensor(float(group["lr"]), dtype=params[0].dtype, device=params[0].device)  # η
 
+# %% ../../nbs/optim/lr_free.ipynb #3fe177c8
 class DoG(ScalarStepSGD):
     "Distance over Gradients: the numerator is r̄_t = max(r_ε, max_{s≤t} ‖x_s − x₀‖), the farthest distance travelled."
     def __init__(self,
