@@ -37,6 +37,7 @@ def polyak_step_size(c: float, # f / ‖g‖²_{B⁻¹}: the loss over the scale
         return c  # τ = f / ‖g‖²_{B⁻¹}
     return 1.0 - math.sqrt(1.0 - 2.0 * c) if 2.0 * c < 1.0 else 1.0  # τ = 1 − √(1 − 2c); Newton step τ = 1 if infeasible
 
+# %% ../../nbs/optim/sania.ipynb #0f8258d2
 class SANIA(Optimizer):
     "SANIA: a Polyak step size (from the loss) along B⁻¹g, with B from squared-gradient statistics."
     requires_closure = True

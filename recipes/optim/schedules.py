@@ -44,6 +44,7 @@ def _check_steps(name: str, value, low: int = 0) -> int:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     return int(value)
 
+# %% ../../nbs/optim/schedules.ipynb #5da3edda
 class WarmupStableDecay(LRScheduler):
     "Warmup-stable-decay: linear warmup, a constant peak, then a final decay of the chosen shape."
     def __init__(self,
@@ -86,6 +87,7 @@ class WarmupStableDecay(LRScheduler):
 
     _get_closed_form_lr = get_lr
 
+# %% ../../nbs/optim/schedules.ipynb #f1a4d6ca
 class WarmupCosine(WarmupStableDecay):
     "Linear warmup, then cosine decay over all remaining steps (no stable phase)."
     def __init__(self, optimizer, # its groups' `lr` are the peak rates
@@ -101,6 +103,7 @@ class WarmupCosine(WarmupStableDecay):
         super().__init__(optimizer, total_steps, warmup_steps, T - W,
                          "cosine", min_lr_ratio, last_epoch)
 
+# %% ../../nbs/optim/schedules.ipynb #688510f8
 class Constant(WarmupStableDecay):
     "Linear warmup, then the peak rate for good (WSD's stable branch, with no decay)."
     def __init__(self, optimizer, # its groups' `lr` are the peak rates
@@ -170,6 +173,7 @@ class AnnealingLaw:
         idx = np.arange(len(s1)) if steps is None else np.asarray(steps) - 1
         return self.L0 + self.A * s1[idx] ** (-self.alpha) - self.C * s2[idx]  # L0 + A S1^−α − C S2
 
+# %% ../../nbs/optim/schedules.ipynb #8703383c
 def fit_annealing_law(curves: list[tuple], # [(lrs (T,), steps (n,) 1-based, losses (n,)), ...]: the fitting runs
                       decay: float = 0.999, # λ, fixed (the paper fixes it rather than fitting it)
                       annealing: bool = True, # False fits C = 0: a plain power law in S1
@@ -230,6 +234,7 @@ def convex_bound_terms(lrs, # (T,) the schedule's learning rate at each step (η
         v[t] = Q / (2 * S) + 0.5 * third  # G² Σ η² / (2 Σ η) + (G²/2) Σ_k η_k/Σ_{>k} η · Σ_{≥k} η² / Σ_{≥k} η
     return u, v
 
+# %% ../../nbs/optim/schedules.ipynb #43e2214f
 def convex_bound(lrs, # (T,) learning rates
                  D: float = 1.0, # distance from the start to a minimizer
                  G: float = 1.0, # Lipschitz constant (bound on gradient norms)
@@ -239,6 +244,7 @@ def convex_bound(lrs, # (T,) learning rates
     u, v = convex_bound_terms(lrs)
     return D**2 * u + G**2 * v  # Ω_t = D² u_t + G² v_t
 
+# %% ../../nbs/optim/schedules.ipynb #08e5b294
 def bound_optimal_lr(lrs, # (T,) the schedule's shape (any peak; it is rescaled)
                      D: float = 1.0, # distance to a minimizer
                      G: float = 1.0, # Lipschitz constant
@@ -265,6 +271,7 @@ class BoundModel:
         idx = np.arange(len(u)) if steps is None else np.asarray(steps) - 1
         return self.L_inf + self.a * u[idx] + self.b * v[idx]  # L∞ + k (D² u_t + G² v_t)
 
+# %% ../../nbs/optim/schedules.ipynb #1dc3b6e7
 def fit_bound_model(curves: list[tuple], # [(lrs (T,), steps (n,) 1-based, losses (n,)), ...]
                    ) -> BoundModel:
     "Fit (L∞, a ≥ 0, b ≥ 0) of `BoundModel` by bounded linear least squares."
