@@ -35,6 +35,7 @@ def clip_components_(params, # tensors whose .grad to clip, each a component
     torch._foreach_mul_(grads, list(scale.unbind()))  # g_k ← g_k · min(1, c / ‖g_k‖)
     return norms
 
+# %% ../../nbs/optim/clipping.ipynb #d859528d
 class ComponentClip(Callback):
     "Component-wise gradient-norm clipping for `fit`: every trainable tensor's gradient norm is bounded by `max_norm`."
     def __init__(self, max_norm: float, # c, the per-component bound (> 0)
@@ -63,6 +64,7 @@ def clip_ensemble_(tensors, # one group's stacked parameters, each (members, ...
         g.mul_(s.view(-1, *[1] * (g.dim() - 1)))
     return norms
 
+# %% ../../nbs/optim/clipping.ipynb #2c8ef40e
 class EnsembleClip(Callback):
     "`fit` callback for an `Ensemble`: global or component-wise clipping, chosen per member."
     def __init__(self, max_norm: float, # c, the bound of either rule (> 0)

@@ -29,6 +29,7 @@ def soft_threshold(u: torch.Tensor, # the point after the gradient step
     "prox of threshold·‖·‖₁: sign(u) max(|u| − threshold, 0), elementwise."
     return u.sign() * (u.abs() - threshold).clamp_min(0.0)
 
+# %% ../../nbs/optim/nondifferentiable.ipynb #81f03a8a
 class ProximalSGD(Optimizer):
     "Proximal SGD for an L1 penalty (ISTA): a gradient step on the smooth loss, then soft-thresholding."
     def __init__(self,

@@ -56,6 +56,7 @@ class HeadLayerNorm(nn.Module):
     def forward(self, x):
         return self.norm(x.unflatten(-1, (-1, self.head_dim))).flatten(-2)  # LN(q) per head
 
+# %% ../../nbs/optim/stability_proxies.ipynb #39409d72
 def _llama_attentions(model: nn.Module) -> list:
     from transformers.models.llama.modeling_llama import LlamaAttention
     layers = [m for m in model.modules() if isinstance(m, LlamaAttention)]
@@ -106,6 +107,7 @@ def attention_logits(model: nn.Module, # a transformers Llama model
         out.append(z.masked_fill(future, -math.inf))  # causal: j ≤ i only
     return out
 
+# %% ../../nbs/optim/stability_proxies.ipynb #14470a1d
 def max_attention_logit(model: nn.Module, # a transformers Llama model
                         input_ids: torch.Tensor, # (batch, length) token ids
                        ) -> float:
