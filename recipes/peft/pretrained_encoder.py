@@ -225,6 +225,7 @@ def frozen_embeddings(task: FinetuneTask, # a task from genre_task
         task._frozen_embeddings = cached
     return cached
 
+# %% ../../nbs/peft/pretrained_encoder.ipynb #6a0fb16c
 def probe_task(task: FinetuneTask, # a task from genre_task
               ) -> FinetuneTask:
     "The head-only reference as a task of its own: the base's head trained on the frozen encoder's cached embeddings."
