@@ -16,7 +16,7 @@ __chapter__ = Chapter(part="peft", order=19, papers=("lora",), builds_on=("core/
 
 # %% auto #0
 __all__ = ['pareto_front', 'compare', 'summary_frame', 'summary_table', 'against_baseline', 'verdict_markdown', 'peft_methods',
-           'lora_gain_ratio', 'lora_parity_claim']
+           'lora_gain_ratio', 'lora_parity_claim', 'plot_comparison']
 
 # %% ../../nbs/peft/comparison.ipynb #735614e0
 def pareto_front(params: np.ndarray, # trainable parameters per method
@@ -146,3 +146,23 @@ def lora_parity_claim(task: FinetuneTask, # the transfer the claim is checked on
                  margin_source="paper: LoRA 'performs on-par or better than fine-tuning' (its GLUE averages sit within "
                                "about a point of full fine-tuning's); read as at least 90% of dense fine-tuning's gain",
                  first_edition=first_edition)
+
+# %% ../../nbs/peft/comparison.ipynb #365405c0
+def plot_comparison(ax, task: FinetuneTask, results: dict[str, FinetuneResult],
+                    references: set[str] = frozenset(), # names drawn as squares (full and dense fine-tuning)
+                   ):
+    "Metric (mean ± sd at each method's best lr) against trainable parameters, with the Pareto front; legend outside."
+    from recipes.core.plot import PALETTE
+    names = list(results)
+    params = np.array([results[n].trainable for n in names])
+    scores = np.array([results[n].best()[1] for n in names])  # (methods, seeds)
+    front = pareto_front(params, scores.mean(1), task.higher_is_better)
+    markers = "o^vD<>P*X"
+    for k, n in enumerate(names):  # colour and marker together tell up to 72 methods apart
+        ax.errorbar(params[k], scores[k].mean(), yerr=scores[k].std(ddof=1), color=PALETTE[k % len(PALETTE)],
+                    marker="s" if n in references else markers[k // len(PALETTE) % len(markers)],
+                    markersize=7, capsize=3, ls="none", label=n)
+    order = np.argsort(params[front])
+    ax.plot(params[front][order], scores.mean(1)[front][order], color="grey", ls="--", lw=1, label="Pareto front")
+    ax.set(xscale="log", xlabel="trainable parameters", ylabel=task.metric, title=task.name)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
