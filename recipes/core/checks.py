@@ -33,10 +33,7 @@ def check_int(name: str, # the argument's name, as the user wrote it
 
 # %% ../../nbs/core/checks.ipynb #eb866620
 def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
-    if math.isinf(high) and not math.isinf(low):
-        return ("a positive number" if low == 0 and low_open else "a number >= 0" if low == 0
-                else f"a number {'>' if low_open else '>='} {low:g}")
-    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    return f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
 
 def check_range(name: str, # the argument's name, as the user wrote it
                 value, # the value to check
@@ -52,7 +49,7 @@ def check_range(name: str, # the argument's name, as the user wrote it
     below = v <= low if low_open else v < low
     above = v >= high if high_open else v > high
     if math.isnan(v) or below or above:
-        raise ValueError(f"{name} must be {_interval(low, high, low_open, high_open)}, got {value!r}")
+        raise ValueError(f"{name} must be in {_interval(low, high, low_open, high_open)}, got {value!r}")
     return v
 
 def _is_real(value) -> bool:

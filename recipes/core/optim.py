@@ -11,6 +11,7 @@ from numbers import Real
 import torch
 from torch import nn
 
+from .checks import check_range
 from .chapter import Chapter
 __chapter__ = Chapter(
     part="core",
@@ -20,29 +21,10 @@ __chapter__ = Chapter(
 )
 
 # %% auto #0
-__all__ = ['check_range', 'check_betas', 'new_step', 'step_count', 'foreach_addcdiv_', 'warn_fp16_eps', 'Optimizer',
-           'optimizer_state_bytes', 'check_optimizer', 'reference_gap', 'Sweep', 'lr_sweep']
+__all__ = ['check_betas', 'new_step', 'step_count', 'foreach_addcdiv_', 'warn_fp16_eps', 'Optimizer', 'optimizer_state_bytes',
+           'check_optimizer', 'reference_gap', 'Sweep', 'lr_sweep']
 
 # %% ../../nbs/core/optim.ipynb #bbafe0ca
-def check_range(name: str, # the argument's name, as the user wrote it
-                value, # the value to check
-                low: float = -math.inf, # smallest accepted value
-                high: float = math.inf, # largest accepted value
-                low_open: bool = False, # exclude `low` itself
-                high_open: bool = False, # exclude `high` itself
-               ) -> float:
-    "Return `value` as a float if it is a real number in the interval, else raise a clear error."
-    if isinstance(value, bool) or not isinstance(value, (Real, torch.Tensor)) or (
-            isinstance(value, torch.Tensor) and value.numel() != 1):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    v = float(value)
-    below = v <= low if low_open else v < low
-    above = v >= high if high_open else v > high
-    if math.isnan(v) or below or above:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return v
-
 def check_betas(betas, # the (beta1, beta2, ...) tuple
                 n: int = 2, # how many coefficients the optimizer takes
                 name: str = "betas", # the argument's name

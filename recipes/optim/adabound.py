@@ -7,7 +7,8 @@ a single SGD learning rate."""
 from __future__ import annotations
 import torch
 
-from ..core.optim import check_range, step_count
+from ..core.optim import step_count
+from ..core.checks import check_range
 from .adam import Adam, AMSGrad
 
 from ..core.chapter import Chapter, OptimizerCase

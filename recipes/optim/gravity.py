@@ -7,7 +7,8 @@ up, and a running average with a warm-starting coefficient smooths the velocity.
 from __future__ import annotations
 import torch
 
-from ..core.optim import Optimizer, check_range, new_step, step_count
+from ..core.optim import Optimizer, new_step, step_count
+from ..core.checks import check_range
 
 from ..core.chapter import Chapter, OptimizerCase
 __chapter__ = Chapter(

@@ -10,7 +10,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from ..core.optim import Optimizer, check_range
+from ..core.optim import Optimizer
+from ..core.checks import check_range
 from .adam import Adam
 
 from ..core.chapter import Chapter, OptimizerCase

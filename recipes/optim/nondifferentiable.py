@@ -6,7 +6,8 @@
 from __future__ import annotations
 import torch
 
-from ..core.optim import Optimizer, check_range
+from ..core.optim import Optimizer
+from ..core.checks import check_range
 
 from ..core.chapter import Chapter, OptimizerCase
 __chapter__ = Chapter(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import torch
 
-from ..core.optim import Optimizer, check_range
+from ..core.optim import Optimizer
+from ..core.checks import check_range
 
 from ..core.chapter import Chapter, OptimizerCase
 __chapter__ = Chapter(

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from ..core.optim import check_range
+from ..core.checks import check_range
 
 from ..core.chapter import Chapter
 __chapter__ = Chapter(

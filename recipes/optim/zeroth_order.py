@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.optim import Optimizer, check_range
+from ..core.optim import Optimizer
+from ..core.checks import check_range
 from .adam import Adam
 
 from ..core.chapter import Chapter, OptimizerCase
